@@ -1,0 +1,69 @@
+//! Storage of scan events behind one trait, [`EventStore`].
+//!
+//! Invariants every backend keeps (the contract tests in `tests/contract.rs` check them):
+//! - `append` returns `Ok` only once every event of the batch is durable (fsync'd or committed):
+//!   an acknowledged event survives a crash of the process or of the machine.
+//! - `append` is idempotent by `event_id`: an id seen before (in an earlier batch or earlier in the
+//!   same batch) counts as a duplicate and changes nothing.
+//! - a batch is all or nothing: on `Err`, none of it is stored.
+//!
+//! This crate knows nothing of HTTP or the shield.
+
+use async_trait::async_trait;
+use rempart_domain::{Event, StoredEvent, TrackingNumber};
+
+/// Most events one `append` call takes (SPEC: a batch is at most 10,000 lines).
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// Most events `parcel_events` returns for one parcel (the newest ones).
+pub const MAX_PARCEL_EVENTS: usize = 1_000;
+/// Most tracking numbers one `tracking_numbers` page returns.
+pub const MAX_PAGE: usize = 100_000;
+
+/// What an acknowledged batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[must_use]
+pub struct AppendOutcome {
+    /// Events stored by this call.
+    pub accepted: usize,
+    /// Events whose `event_id` was already known; they changed nothing.
+    pub duplicates: usize,
+}
+
+/// Why a store operation failed. On an `append` error nothing of the batch is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot take writes or answer now (full queue, database down, disk error).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A batch larger than [`MAX_BATCH_EVENTS`].
+    #[error("batch of {0} events is over the limit of {MAX_BATCH_EVENTS}")]
+    BatchTooLarge(usize),
+    /// Stored bytes that do not decode: a bug or disk corruption.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A durable, idempotent log of scan events, keyed by tracking number.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Durably appends a batch (at most [`MAX_BATCH_EVENTS`]), all or nothing. Returns only once
+    /// every accepted event is durable. Concurrent calls may share one fsync (group commit).
+    async fn append(&self, batch: Vec<Event>) -> Result<AppendOutcome, StoreError>;
+
+    /// A parcel's events (at most [`MAX_PARCEL_EVENTS`], the newest by `occurred_at`), in any order.
+    /// Empty when the parcel is unknown.
+    async fn parcel_events(&self, tn: &TrackingNumber) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// One page of all known tracking numbers in ascending byte order, strictly after `after`,
+    /// at most `limit` (capped at [`MAX_PAGE`]). An empty page means the end.
+    async fn tracking_numbers(
+        &self,
+        after: Option<TrackingNumber>,
+        limit: usize,
+    ) -> Result<Vec<TrackingNumber>, StoreError>;
+
+    /// Whether the store can serve reads and take writes now (for `/readyz`).
+    async fn check_ready(&self) -> Result<(), StoreError>;
+}
