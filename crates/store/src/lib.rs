@@ -45,6 +45,11 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+/// A position in a store's change feed (see [`EventStore::changes_since`]). Opaque to callers;
+/// `ChangeCursor::default()` means "from now on" when passed to a fresh `changes_since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChangeCursor(pub i64);
+
 /// A durable, idempotent log of scan events, keyed by tracking number.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -63,6 +68,22 @@ pub trait EventStore: Send + Sync + 'static {
         after: Option<TrackingNumber>,
         limit: usize,
     ) -> Result<Vec<TrackingNumber>, StoreError>;
+
+    /// Tracking numbers whose events may have changed since `cursor` through *any* node sharing
+    /// this store, and the cursor to pass next time. Nodes poll it to keep their response cache
+    /// and existence filter coherent. A tracking number may be reported more than once; none
+    /// committed after `cursor` is ever missed. At most `limit` numbers per call.
+    ///
+    /// The default reports nothing: right for a store only one process can open (embedded),
+    /// where every change goes through this node's own ingest path.
+    async fn changes_since(
+        &self,
+        cursor: ChangeCursor,
+        limit: usize,
+    ) -> Result<(Vec<TrackingNumber>, ChangeCursor), StoreError> {
+        let _ = limit;
+        Ok((Vec::new(), cursor))
+    }
 
     /// Whether the store can serve reads and take writes now (for `/readyz`).
     async fn check_ready(&self) -> Result<(), StoreError>;
