@@ -1,0 +1,152 @@
+//! The response cache: parcel views keyed by tracking number only (a query string or any other
+//! part of a request never reaches the key), so a popular parcel costs one storage read.
+//!
+//! Coherence with ingest: every key hashes to one of [`EPOCH_STRIPES`] counters. Ingest, after
+//! its batch is durable, bumps the counter and *then* removes the key. A lookup that missed reads
+//! the counter *before* reading storage, inserts what it read, then reads the counter again and
+//! removes its own insert if the counter moved. Whatever the interleaving, a value read before a
+//! commit cannot outlive that commit's invalidation.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::time::Instant;
+
+use bytes::Bytes;
+use rempart_domain::{ParcelView, TrackingNumber};
+
+/// Number of invalidation counters; a bump makes concurrent fills of ~1/EPOCH_STRIPES of all
+/// keys skip caching once, which is harmless.
+pub const EPOCH_STRIPES: usize = 4096;
+
+/// What the cache holds for one parcel: its view and the JSON body, rendered once.
+#[derive(Debug)]
+pub struct CachedParcel {
+    pub view: ParcelView,
+    pub json: Bytes,
+    pub filled_at: Instant,
+}
+
+impl CachedParcel {
+    pub fn new(view: ParcelView) -> Arc<Self> {
+        let json = Bytes::from(view.to_json());
+        Arc::new(CachedParcel {
+            view,
+            json,
+            filled_at: Instant::now(),
+        })
+    }
+}
+
+/// A stamp taken before reading storage; see the module documentation.
+#[derive(Debug, Clone, Copy)]
+pub struct FillStamp {
+    stripe: usize,
+    epoch: u64,
+}
+
+pub struct ParcelCache {
+    entries: quick_cache::sync::Cache<TrackingNumber, Arc<CachedParcel>>,
+    epochs: Box<[AtomicU64]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl ParcelCache {
+    pub fn new(capacity: usize) -> Self {
+        ParcelCache {
+            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+            epochs: (0..EPOCH_STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn stripe(&self, tn: &TrackingNumber) -> usize {
+        (self.hasher.hash_one(tn) as usize) % EPOCH_STRIPES
+    }
+
+    pub fn get(&self, tn: &TrackingNumber) -> Option<Arc<CachedParcel>> {
+        self.entries.get(tn)
+    }
+
+    /// Call before reading storage for a miss.
+    pub fn stamp(&self, tn: &TrackingNumber) -> FillStamp {
+        let stripe = self.stripe(tn);
+        FillStamp {
+            stripe,
+            epoch: self.epochs[stripe].load(SeqCst),
+        }
+    }
+
+    /// Caches what storage returned, unless an invalidation of this key's stripe happened since
+    /// `stamp` was taken.
+    pub fn fill(&self, tn: TrackingNumber, value: Arc<CachedParcel>, stamp: FillStamp) {
+        if self.epochs[stamp.stripe].load(SeqCst) != stamp.epoch {
+            return;
+        }
+        self.entries.insert(tn, value);
+        if self.epochs[stamp.stripe].load(SeqCst) != stamp.epoch {
+            self.entries.remove(&tn);
+        }
+    }
+
+    /// Forgets a parcel whose events changed (after they are durable).
+    pub fn invalidate(&self, tn: &TrackingNumber) {
+        let stripe = self.stripe(tn);
+        self.epochs[stripe].fetch_add(1, SeqCst);
+        self.entries.remove(tn);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rempart_domain::{Event, EventCode, EventId, StoredEvent, Timestamp};
+
+    fn view(tn: TrackingNumber, code: EventCode) -> ParcelView {
+        let event = Event {
+            event_id: EventId::parse("e").unwrap(),
+            tracking_number: tn,
+            code,
+            occurred_at: Timestamp::parse_rfc3339("2025-12-22T08:00:00Z").unwrap(),
+            location: None,
+            product: None,
+        };
+        ParcelView::build(tn, vec![StoredEvent { event, received: 1 }]).unwrap()
+    }
+
+    #[test]
+    fn a_fill_racing_an_invalidation_is_not_kept() {
+        let cache = ParcelCache::new(10);
+        let tn = TrackingNumber::parse("RR123456785FR").unwrap();
+        let stamp = cache.stamp(&tn);
+        // Ingest commits and invalidates while the lookup is reading storage.
+        cache.invalidate(&tn);
+        cache.fill(tn, CachedParcel::new(view(tn, EventCode::Pc1)), stamp);
+        assert!(cache.get(&tn).is_none());
+        // A fill stamped after the invalidation is kept.
+        let stamp = cache.stamp(&tn);
+        cache.fill(tn, CachedParcel::new(view(tn, EventCode::Di1)), stamp);
+        assert!(cache.get(&tn).unwrap().view.is_final);
+        cache.invalidate(&tn);
+        assert!(cache.get(&tn).is_none());
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = ParcelCache::new(100);
+        for serial in 0..10_000 {
+            let tn = TrackingNumber::s10("RR", serial, "FR").unwrap();
+            let stamp = cache.stamp(&tn);
+            cache.fill(tn, CachedParcel::new(view(tn, EventCode::Pc1)), stamp);
+        }
+        assert!(cache.len() <= 200, "{}", cache.len());
+    }
+}

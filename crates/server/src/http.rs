@@ -1,0 +1,124 @@
+//! The accept loop shared by both listeners: a connection cap (a connection over it is closed at
+//! once, before any byte is read), a deadline for the request head (slow-header clients), bounded
+//! header buffers, and graceful shutdown (stop accepting, let requests in flight finish within
+//! the grace period, then close).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::app::App;
+use crate::metrics::Listener;
+use crate::response::Body;
+
+/// Largest request head buffer per connection.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most headers in a request.
+pub const MAX_HEADERS: usize = 64;
+/// Listen backlog.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Limits of one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// Binds a listener socket (SO_REUSEADDR, large backlog). Must run inside a tokio runtime.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Serves `listener` until `shutdown` turns true, then drains connections.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    which: Listener,
+    app: Arc<App>,
+    handler: H,
+    limits: ListenerLimits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    H: Fn(Arc<App>, Request<Incoming>, SocketAddr) -> F + Copy + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            app.metrics.connections_refused[which as usize].fetch_add(1, Relaxed);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            app.metrics.connections_open[which as usize].fetch_add(1, Relaxed);
+            let service_app = app.clone();
+            let service = service_fn(move |req| {
+                let app = service_app.clone();
+                async move { Ok::<_, std::convert::Infallible>(handler(app, req, peer).await) }
+            });
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(MAX_HEAD_BYTES.max(8192))
+                .max_headers(MAX_HEADERS)
+                .keep_alive(true);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::trace!(error = %e, %peer, "connection ended");
+                    }
+                }
+                _ = shutdown.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(limits.shutdown_grace, conn.as_mut()).await;
+                }
+            }
+            app.metrics.connections_open[which as usize].fetch_sub(1, Relaxed);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Every connection holds a slot; getting them all back means every connection ended.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(
+        limits.shutdown_grace + Duration::from_millis(500),
+        slots.acquire_many(all),
+    )
+    .await;
+}

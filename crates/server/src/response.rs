@@ -1,0 +1,58 @@
+//! Building responses: JSON errors with a stable `error` code and a human `message`, and the
+//! few headers every response carries.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+
+pub type Body = Full<Bytes>;
+
+pub const JSON: &str = "application/json";
+pub const HTML: &str = "text/html; charset=utf-8";
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+/// A response with a body and its content type.
+pub fn with_body(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// `{"error":code,"message":message}`.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": code, "message": message });
+    let mut resp = with_body(status, JSON, body.to_string());
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// An error with `Retry-After` in seconds (429, 503).
+pub fn retry_later(status: StatusCode, code: &str, message: &str, seconds: u32) -> Response<Body> {
+    let mut resp = error(status, code, message);
+    resp.headers_mut()
+        .insert(hyper::header::RETRY_AFTER, HeaderValue::from(seconds));
+    resp
+}
+
+pub fn not_found_route() -> Response<Body> {
+    error(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("this route accepts {allow}"),
+    );
+    resp.headers_mut()
+        .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
