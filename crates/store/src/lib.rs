@@ -1,6 +1,7 @@
 //! Storage of scan events behind one trait, [`EventStore`].
 //!
-//! Invariants every backend keeps (the contract tests in `tests/contract.rs` check them):
+//! Invariants every backend keeps (the contract suite, [`contract`] behind the feature of that
+//! name, checks them on every backend):
 //! - `append` returns `Ok` only once every event of the batch is durable (fsync'd or committed):
 //!   an acknowledged event survives a crash of the process or of the machine.
 //! - `append` is idempotent by `event_id`: an id seen before (in an earlier batch or earlier in the
@@ -8,6 +9,11 @@
 //! - a batch is all or nothing: on `Err`, none of it is stored.
 //!
 //! This crate knows nothing of HTTP or the shield.
+
+mod codec;
+#[cfg(feature = "contract")]
+pub mod contract;
+pub mod embedded;
 
 use async_trait::async_trait;
 use rempart_domain::{Event, StoredEvent, TrackingNumber};
