@@ -25,6 +25,8 @@ pub struct App {
     pub cache: ParcelCache,
     pub metrics: Metrics,
     pub tokens: TokenSet,
+    /// Recent per-second traffic for the operations page.
+    pub ops: crate::ops::OpsHistory,
     pub settings: Settings,
     /// Whether the store is shared with other nodes (its change feed is polled).
     pub shared_store: bool,
@@ -58,6 +60,7 @@ impl App {
             cache: ParcelCache::new(settings.cache_entries),
             metrics: Metrics::new(),
             tokens,
+            ops: crate::ops::OpsHistory::default(),
             settings,
             shared_store,
             feed_ok: AtomicBool::new(true),
@@ -72,6 +75,12 @@ impl App {
         self.feed_ok.store(true, Relaxed);
         self.feed_ok_at
             .store(self.started.elapsed().as_secs(), Relaxed);
+    }
+
+    /// The shield's state for the operations page (`attack_mode`, `top_refused_prefixes`);
+    /// `null` while no shield runs in front of the public listener.
+    pub fn shield_status(&self) -> serde_json::Value {
+        serde_json::Value::Null
     }
 
     /// Looks a parcel up: cache first, then storage (filling the cache).

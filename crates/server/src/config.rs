@@ -118,7 +118,7 @@ pub enum StoreKind {
 }
 
 /// Resolved settings: every field has its value.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub data: PathBuf,
     pub public: SocketAddr,
@@ -338,6 +338,37 @@ mod tests {
         };
         let s = Settings::resolve(args).unwrap();
         assert_eq!(s.store, StoreKind::Postgres("postgres://db/rempart".into()));
+    }
+
+    /// deploy/rempart.toml names every setting (commented out where the default depends on the
+    /// machine) and its values are the defaults.
+    #[test]
+    fn the_example_config_has_every_setting_at_its_default() {
+        use clap::CommandFactory as _;
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rempart.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        for arg in Wrapper::command().get_arguments() {
+            let key = arg.get_id().as_str();
+            if key == "config" {
+                continue;
+            }
+            let present = text.lines().any(|l| {
+                let l = l.trim_start_matches('#').trim_start();
+                l.starts_with(&format!("{key} ="))
+            });
+            assert!(present, "deploy/rempart.toml does not mention `{key}`");
+        }
+        let with_file = Settings::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(with_file, Settings::resolve(ServeArgs::default()).unwrap());
     }
 
     #[test]

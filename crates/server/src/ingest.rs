@@ -20,7 +20,7 @@ use rempart_store::StoreError;
 
 use crate::app::App;
 use crate::metrics::{Listener, Route};
-use crate::response::{self, Body, JSON, TEXT, with_body};
+use crate::response::{self, Body, HTML, JSON, TEXT, with_body};
 
 /// Largest batch body (SPEC: 8 MiB).
 pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
@@ -51,6 +51,15 @@ async fn route(app: &App, req: Request<Incoming>) -> (Route, Response<Body>) {
                 app.metrics.render(),
             ),
         ),
+        "/ops" => (
+            Route::Ops,
+            with_body(StatusCode::OK, HTML, crate::ops::PAGE),
+        ),
+        "/ops/data" => (
+            Route::OpsData,
+            with_body(StatusCode::OK, JSON, crate::ops::data(app)),
+        ),
+        "/openapi.json" => (Route::Openapi, crate::response::openapi()),
         "/healthz" => (Route::Healthz, with_body(StatusCode::OK, TEXT, "ok\n")),
         "/readyz" if app.is_ready().await => {
             (Route::Readyz, with_body(StatusCode::OK, TEXT, "ready\n"))

@@ -17,6 +17,7 @@ pub mod html;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod ops;
 pub mod public;
 pub mod response;
 pub mod tokens;
@@ -165,6 +166,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         },
         stop_rx.clone(),
     ));
+    ingest_rt.spawn(ops::sample(app.clone(), stop_rx.clone()));
     if shared_store {
         ingest_rt.spawn(poll_changes(app.clone(), stop_rx.clone()));
     }

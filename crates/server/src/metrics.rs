@@ -25,9 +25,12 @@ pub enum Route {
     Readyz,
     Events,
     Metrics,
+    Ops,
+    OpsData,
+    Openapi,
     Other,
 }
-const ROUTES: [&str; 9] = [
+const ROUTES: [&str; 12] = [
     "parcel",
     "track",
     "track_form",
@@ -36,10 +39,47 @@ const ROUTES: [&str; 9] = [
     "readyz",
     "events",
     "metrics",
+    "ops",
+    "ops_data",
+    "openapi",
     "other",
 ];
 
-/// Statuses counted under their own label; anything else is counted as `other`.
+impl Route {
+    /// Every route but `Other`, with the method and path template it serves and its listener
+    /// (`None`: both). The OpenAPI document is checked against this list in tests.
+    pub const SERVED: [(Route, &'static str, &'static str, Option<Listener>); 11] = [
+        (
+            Route::Parcel,
+            "GET",
+            "/v1/parcels/{tracking_number}",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Track,
+            "GET",
+            "/track/{tracking_number}",
+            Some(Listener::Public),
+        ),
+        (Route::TrackForm, "POST", "/track", Some(Listener::Public)),
+        (Route::Index, "GET", "/", Some(Listener::Public)),
+        (Route::Healthz, "GET", "/healthz", None),
+        (Route::Readyz, "GET", "/readyz", None),
+        (Route::Openapi, "GET", "/openapi.json", None),
+        (Route::Events, "POST", "/v1/events", Some(Listener::Ingest)),
+        (Route::Metrics, "GET", "/metrics", Some(Listener::Ingest)),
+        (Route::Ops, "GET", "/ops", Some(Listener::Ingest)),
+        (Route::OpsData, "GET", "/ops/data", Some(Listener::Ingest)),
+    ];
+
+    /// The `route` label.
+    pub fn label(self) -> &'static str {
+        ROUTES[self as usize]
+    }
+}
+
+/// Statuses counted under their own label; anything else (0 here) is counted as `other`.
+pub const STATUS_LABELS: [u16; 12] = STATUSES;
 const STATUSES: [u16; 12] = [200, 303, 400, 401, 404, 405, 408, 413, 429, 500, 503, 0];
 const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -139,6 +179,26 @@ impl Metrics {
         let i = (listener as usize * ROUTES.len() + route as usize) * STATUSES.len() + s;
         self.requests[i].fetch_add(1, Relaxed);
         self.latency[listener as usize].observe(took);
+    }
+
+    /// Requests answered by one listener, per status of [`STATUS_LABELS`], over all routes.
+    pub fn status_totals(&self, listener: Listener) -> [u64; STATUSES.len()] {
+        let mut out = [0; STATUSES.len()];
+        for r in 0..ROUTES.len() {
+            for (s, total) in out.iter_mut().enumerate() {
+                let i = (listener as usize * ROUTES.len() + r) * STATUSES.len() + s;
+                *total += self.requests[i].load(Relaxed);
+            }
+        }
+        out
+    }
+
+    /// Commits so far and their summed duration in microseconds.
+    pub fn commit_totals(&self) -> (u64, u64) {
+        (
+            self.commit_latency.count.load(Relaxed),
+            self.commit_latency.sum_micros.load(Relaxed),
+        )
     }
 
     pub fn commit(&self, took: Duration) {
@@ -274,6 +334,15 @@ pub fn resident_memory_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_route_but_other_is_listed_as_served_once() {
+        let mut listed: Vec<&str> = Route::SERVED.iter().map(|(r, ..)| r.label()).collect();
+        listed.sort_unstable();
+        listed.dedup();
+        assert_eq!(listed.len(), ROUTES.len() - 1);
+        assert!(!listed.contains(&Route::Other.label()));
+    }
 
     #[test]
     fn requests_are_counted_under_their_labels() {

@@ -59,6 +59,7 @@ async fn route(app: &App, req: Request<Incoming>) -> (Route, Response<Body>) {
         "/" => (Route::Index, response::method_not_allowed("GET, HEAD")),
         "/track" if req.method() == Method::POST => (Route::TrackForm, track_form(req).await),
         "/track" => (Route::TrackForm, response::method_not_allowed("POST")),
+        "/openapi.json" => (Route::Openapi, response::openapi()),
         "/healthz" => (Route::Healthz, with_body(StatusCode::OK, TEXT, "ok\n")),
         "/readyz" => {
             let resp = if app.is_ready().await {

@@ -42,6 +42,13 @@ pub fn retry_later(status: StatusCode, code: &str, message: &str, seconds: u32) 
     resp
 }
 
+/// The OpenAPI document of both listeners.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn openapi() -> Response<Body> {
+    with_body(StatusCode::OK, JSON, OPENAPI)
+}
+
 pub fn not_found_route() -> Response<Body> {
     error(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
@@ -55,4 +62,48 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     resp.headers_mut()
         .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::{Listener, Route};
+
+    /// Every route the server serves is in the document with its method, and the document
+    /// names no path the server does not serve. (The integration tests check the real listeners
+    /// answer each of these.)
+    #[test]
+    fn the_openapi_document_matches_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for (_, method, path, listener) in Route::SERVED {
+            let item = &paths
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} is not documented"));
+            assert!(
+                item.get(method.to_ascii_lowercase()).is_some(),
+                "{method} {path} is not documented"
+            );
+            let expected = match listener {
+                Some(Listener::Public) => "public",
+                Some(Listener::Ingest) => "ingest",
+                None => "both",
+            };
+            assert_eq!(item["x-rempart-listener"], expected, "{path}");
+        }
+        for (path, item) in paths {
+            for method in item
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| !k.starts_with("x-"))
+            {
+                assert!(
+                    Route::SERVED
+                        .iter()
+                        .any(|(_, m, p, _)| p == path && m.eq_ignore_ascii_case(method)),
+                    "{method} {path} is documented but not served"
+                );
+            }
+        }
+    }
 }
