@@ -1,0 +1,474 @@
+//! End to end through the real binary: ingest over HTTP, look up over HTTP, idempotency, bad
+//! input, tokens, demo data, graceful shutdown.
+
+mod common;
+
+use common::{Server, TOKEN, event_line, request, send_raw};
+use rempart_domain::TrackingNumber;
+
+const TN: &str = "RR123456785FR";
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn ingested_events_are_looked_up_as_json_and_html() {
+    let dir = tempdir();
+    let server = Server::start(dir.path(), &[], &[]);
+    let mut body = String::new();
+    // Sent out of order: the view sorts by occurred_at.
+    body += &event_line(
+        "e2e:3",
+        TN,
+        "ET1",
+        "2025-12-22T08:14:00Z",
+        Some("Paris Nord PFC"),
+    );
+    body += &event_line("e2e:1", TN, "DR1", "2025-12-20T10:00:00+01:00", None);
+    body += "{\"event_id\":\"e2e:2\",\"tracking_number\":\" rr123456785fr \",\"code\":\"PC1\",\"occurred_at\":\"2025-12-21T07:02:11+01:00\",\"location\":\"Paris 15\",\"product\":\"colissimo\",\"customer_name\":\"never stored\"}\n";
+    let resp = server.ingest(body.as_bytes());
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.json(),
+        serde_json::json!({"accepted": 3, "duplicates": 0})
+    );
+
+    let resp = server.get(&format!("/v1/parcels/{TN}"));
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    let expected = serde_json::json!({
+        "tracking_number": TN,
+        "product": "colissimo",
+        "status": "in_transit",
+        "is_final": false,
+        "last_event_at": "2025-12-22T08:14:00Z",
+        "events": [
+            {"code":"ET1","status":"in_transit","label":"Being processed","occurred_at":"2025-12-22T08:14:00Z","location":"Paris Nord PFC"},
+            {"code":"PC1","status":"in_transit","label":"Accepted by the carrier","occurred_at":"2025-12-21T06:02:11Z","location":"Paris 15"},
+            {"code":"DR1","status":"info_received","label":"Shipment announced by the sender","occurred_at":"2025-12-20T09:00:00Z","location":null},
+        ]
+    });
+    assert_eq!(resp.json(), expected);
+    assert!(!resp.text().contains("never stored"));
+
+    // Case, surrounding spaces and query strings do not matter.
+    let same = server.get("/v1/parcels/%20rr123456785fr?utm=1&x=%00");
+    assert_eq!(same.status, 200);
+    assert_eq!(same.json(), expected);
+
+    let html = server.get(&format!("/track/{TN}?nocache=123"));
+    assert_eq!(html.status, 200);
+    assert!(
+        html.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = html.text();
+    assert!(
+        page.contains(TN) && page.contains("Paris Nord PFC") && page.contains("Being processed")
+    );
+    assert!(!page.contains("<script"));
+
+    // Delivery makes the parcel final, and the cached view is replaced.
+    let resp = server.ingest(
+        event_line("e2e:4", TN, "DI1", "2025-12-23T11:00:00Z", Some("Paris 15")).as_bytes(),
+    );
+    assert_eq!(resp.status, 200);
+    let view = server.get(&format!("/v1/parcels/{TN}")).json();
+    assert_eq!(view["status"], "delivered");
+    assert_eq!(view["is_final"], true);
+    assert_eq!(view["events"].as_array().unwrap().len(), 4);
+
+    assert_eq!(server.get("/").status, 200);
+    assert!(server.get("/").text().contains("<form"));
+    assert_eq!(server.get("/healthz").status, 200);
+    assert_eq!(server.get("/readyz").status, 200);
+
+    // The search form redirects to the parcel page.
+    let resp = request(
+        server.public,
+        "POST",
+        "/track",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"n=+rr123456785fr+",
+    );
+    assert_eq!(resp.status, 303);
+    assert_eq!(resp.header("location"), Some("/track/RR123456785FR"));
+
+    assert_eq!(
+        server.metric("rempart_ingest_events_total{outcome=\"accepted\"}"),
+        4
+    );
+    assert!(
+        server.metric(
+            "rempart_http_requests_total{listener=\"public\",route=\"parcel\",status=\"200\"}"
+        ) >= 3
+    );
+}
+
+#[test]
+fn unknown_and_invalid_numbers() {
+    let dir = tempdir();
+    let server = Server::start(dir.path(), &[], &[]);
+    let resp = server.get("/v1/parcels/6A12345678905");
+    assert_eq!(resp.status, 404);
+    assert_eq!(resp.json()["error"], "not_found");
+    for bad in [
+        "RR123456784FR",
+        "RR12345678FR",
+        "XX",
+        "6A12345678904",
+        "%FF%FE",
+        "RR123456785ZZ",
+    ] {
+        let resp = server.get(&format!("/v1/parcels/{bad}"));
+        assert_eq!(resp.status, 400, "{bad}");
+        assert_eq!(resp.json()["error"], "invalid_tracking_number");
+        assert!(!resp.json()["message"].as_str().unwrap().is_empty());
+        let page = server.get(&format!("/track/{bad}"));
+        assert_eq!(page.status, 400, "{bad}");
+    }
+    // The refused input is escaped in the page.
+    let page = server.get("/track/%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+    assert_eq!(page.status, 400);
+    assert!(!page.text().contains("<script>"));
+    assert_eq!(server.get("/nope").status, 404);
+    assert_eq!(
+        request(
+            server.public,
+            "DELETE",
+            "/v1/parcels/RR123456785FR",
+            &[],
+            b""
+        )
+        .status,
+        405
+    );
+}
+
+#[test]
+fn the_same_batch_twice_stores_each_event_once() {
+    let dir = tempdir();
+    let server = Server::start(dir.path(), &[], &[]);
+    let mut body = String::new();
+    for i in 0..50 {
+        body += &event_line(
+            &format!("idem:{i}"),
+            TN,
+            "ET1",
+            &format!("2025-12-22T08:{i:02}:00Z"),
+            None,
+        );
+    }
+    // An id repeated inside the batch counts once.
+    body += &event_line("idem:0", TN, "ET1", "2025-12-22T08:00:00Z", None);
+    let first = server.ingest(body.as_bytes());
+    assert_eq!(
+        first.json(),
+        serde_json::json!({"accepted": 50, "duplicates": 1})
+    );
+    let second = server.ingest(body.as_bytes());
+    assert_eq!(
+        second.json(),
+        serde_json::json!({"accepted": 0, "duplicates": 51})
+    );
+    let view = server.get(&format!("/v1/parcels/{TN}")).json();
+    assert_eq!(view["events"].as_array().unwrap().len(), 50);
+    assert_eq!(
+        server.metric("rempart_ingest_events_total{outcome=\"duplicate\"}"),
+        52
+    );
+    // An empty batch is fine and does nothing.
+    assert_eq!(
+        server.ingest(b"").json(),
+        serde_json::json!({"accepted": 0, "duplicates": 0})
+    );
+}
+
+/// Every single wrong character of a tracking number, in every position, in an ingest line.
+fn numbers_wrong_in_every_position() -> Vec<String> {
+    let mut out = Vec::new();
+    for valid in [TN, "6A12345678905"] {
+        for pos in 0..valid.len() {
+            let mut bytes = valid.as_bytes().to_vec();
+            let original = bytes[pos];
+            bytes[pos] = if original.is_ascii_digit() {
+                b'0' + (original - b'0' + 1) % 10
+            } else if original == b'Z' {
+                b'1'
+            } else {
+                b'9'
+            };
+            let candidate = String::from_utf8(bytes).unwrap();
+            // A changed first letter of an S10 service code can still be valid; skip those.
+            if TrackingNumber::parse(&candidate).is_err() {
+                out.push(candidate);
+            }
+        }
+    }
+    assert!(out.len() >= 20, "{out:?}");
+    out
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_nothing_is_stored() {
+    let dir = tempdir();
+    let server = Server::start(dir.path(), &[], &[]);
+    let good = |id: &str, tn: &str| event_line(id, tn, "PC1", "2025-12-22T07:00:00Z", None);
+    let probe = "6A00000000017";
+    assert!(TrackingNumber::parse(probe).is_ok());
+
+    let mut cases: Vec<(String, Vec<u8>, usize)> = vec![
+        ("malformed JSON".into(), format!("{}{{\"event_id\":\n", good("b:1", probe)).into_bytes(), 2),
+        ("not an object".into(), b"[1,2]\n".to_vec(), 1),
+        ("unknown code".into(), event_line("b:2", probe, "ZZ9", "2025-12-22T07:00:00Z", None).into_bytes(), 1),
+        ("missing field".into(), b"{\"event_id\":\"b:3\",\"code\":\"PC1\",\"occurred_at\":\"2025-12-22T07:00:00Z\"}\n".to_vec(), 1),
+        ("bad date".into(), event_line("b:4", probe, "PC1", "22/12/2025", None).into_bytes(), 1),
+        ("far future".into(), event_line("b:5", probe, "PC1", "2099-01-01T00:00:00Z", None).into_bytes(), 1),
+        ("location too long".into(), event_line("b:6", probe, "PC1", "2025-12-22T07:00:00Z", Some(&"x".repeat(129))).into_bytes(), 1),
+        ("empty event id".into(), event_line("", probe, "PC1", "2025-12-22T07:00:00Z", None).into_bytes(), 1),
+        ("non-UTF-8".into(), [good("b:7", probe).as_bytes(), b"{\"event_id\":\"\xff\xfe\",\"tracking_number\":\"6A00000000017\",\"code\":\"PC1\",\"occurred_at\":\"2025-12-22T07:00:00Z\"}\n"].concat(), 2),
+        ("raw binary".into(), vec![0, 159, 146, 150, 255, b'\n'], 1),
+    ];
+    for (i, bad) in numbers_wrong_in_every_position().into_iter().enumerate() {
+        let body = format!(
+            "{}{}",
+            good(&format!("n:{i}a"), probe),
+            good(&format!("n:{i}b"), &bad)
+        );
+        cases.push((format!("invalid number {bad}"), body.into_bytes(), 2));
+    }
+    for (name, body, line) in &cases {
+        let resp = server.ingest(body);
+        assert_eq!(resp.status, 400, "{name}: {}", resp.text());
+        let json = resp.json();
+        assert_eq!(json["error"], "invalid_event", "{name}");
+        assert_eq!(json["line"], *line, "{name}");
+        assert!(!json["message"].as_str().unwrap().is_empty(), "{name}");
+    }
+
+    // Limits: more than 10,000 lines, more than 8 MiB, one huge line.
+    let many = good("lim:1", probe).repeat(10_001);
+    assert_eq!(server.ingest(many.as_bytes()).status, 413);
+    let huge_line = format!(
+        "{{\"event_id\":\"lim:2\",\"tracking_number\":\"{probe}\",\"code\":\"PC1\",\"occurred_at\":\"2025-12-22T07:00:00Z\",\"location\":\"{}\"}}\n",
+        "x".repeat(9 * 1024 * 1024)
+    );
+    let resp = server.ingest(huge_line.as_bytes());
+    assert_eq!(resp.status, 413);
+    assert_eq!(resp.json()["error"], "payload_too_large");
+    // A body larger than announced is cut at the limit too (no Content-Length trust).
+    let chunked_head = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    let mut raw = chunked_head.into_bytes();
+    for _ in 0..9 {
+        raw.extend_from_slice(format!("{:x}\r\n", 1024 * 1024).as_bytes());
+        raw.extend_from_slice(&vec![b' '; 1024 * 1024]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(send_raw(server.ingest, &raw).unwrap().status, 413);
+
+    // Tokens: none, wrong, wrong scheme.
+    let body = good("tok:1", probe);
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some(&format!("Basic {TOKEN}")[..]),
+        Some(&format!("Bearer {TOKEN}x")[..]),
+    ] {
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", *a)).collect();
+        let resp = request(
+            server.ingest,
+            "POST",
+            "/v1/events",
+            &headers,
+            body.as_bytes(),
+        );
+        assert_eq!(resp.status, 401, "{auth:?}");
+        assert_eq!(resp.json()["error"], "unauthorized");
+    }
+    // Ingest is not on the public listener.
+    let resp = request(
+        server.public,
+        "POST",
+        "/v1/events",
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        body.as_bytes(),
+    );
+    assert_eq!(resp.status, 404);
+
+    // Nothing of any refused batch was stored, and the server still serves.
+    assert_eq!(server.get(&format!("/v1/parcels/{probe}")).status, 404);
+    assert_eq!(
+        server.metric("rempart_ingest_events_total{outcome=\"accepted\"}"),
+        0
+    );
+    let resp = server.ingest(good("ok:1", probe).as_bytes());
+    assert_eq!(resp.status, 200);
+    assert_eq!(server.get(&format!("/v1/parcels/{probe}")).status, 200);
+}
+
+#[test]
+fn created_tokens_work_and_are_stored_hashed() {
+    let dir = tempdir();
+    let out = std::process::Command::new(common::binary())
+        .args(["token", "create", "depot-lyon-7", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.len() > 40);
+    let stored = std::fs::read_to_string(dir.path().join("tokens")).unwrap();
+    assert!(stored.starts_with("depot-lyon-7\t"));
+    assert!(!stored.contains(&token));
+    // The same name twice is refused.
+    let again = std::process::Command::new(common::binary())
+        .args(["token", "create", "depot-lyon-7", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    // No environment token: only the created one is accepted.
+    let mut server = Server::start(dir.path(), &[], &[("REMPART_INGEST_TOKEN", "")]);
+    server.token = token;
+    let body = event_line("t:1", TN, "PC1", "2025-12-22T07:00:00Z", None);
+    assert_eq!(server.ingest(body.as_bytes()).status, 200);
+    server.token = TOKEN.to_owned();
+    assert_eq!(server.ingest(body.as_bytes()).status, 401);
+}
+
+#[test]
+fn sigterm_stops_gracefully_and_data_survives_a_restart() {
+    let dir = tempdir();
+    let mut server = Server::start(dir.path(), &[], &[]);
+    let body = event_line("g:1", TN, "PC1", "2025-12-22T07:00:00Z", None);
+    assert_eq!(server.ingest(body.as_bytes()).status, 200);
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    server.restart();
+    let view = server.get(&format!("/v1/parcels/{TN}")).json();
+    assert_eq!(view["events"].as_array().unwrap().len(), 1);
+    assert_eq!(server.ingest(body.as_bytes()).json()["duplicates"], 1);
+}
+
+#[test]
+fn demo_data_is_written_once_and_its_numbers_answer() {
+    let dir = tempdir();
+    let mut server = Server::start(dir.path(), &["--demo", "--demo-parcels", "3000"], &[]);
+    let numbers: Vec<String> = server
+        .banner
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| TrackingNumber::parse(w).is_ok())
+        .map(str::to_owned)
+        .collect();
+    assert!(numbers.len() >= 5, "{:?}", server.banner);
+    for n in &numbers {
+        let resp = server.get(&format!("/v1/parcels/{n}"));
+        assert_eq!(resp.status, 200, "{n}");
+        assert!(!resp.json()["events"].as_array().unwrap().is_empty());
+    }
+    // A restart with --demo does not write the data set again.
+    server.terminate();
+    server.restart();
+    let n = &numbers[0];
+    let before = server.get(&format!("/v1/parcels/{n}")).json();
+    assert_eq!(
+        server.metric("rempart_ingest_events_total{outcome=\"accepted\"}"),
+        0
+    );
+    assert_eq!(server.get(&format!("/v1/parcels/{n}")).json(), before);
+}
+
+#[test]
+fn bad_settings_are_clear_errors() {
+    let out = std::process::Command::new(common::binary())
+        .args(["serve", "--public", "not-an-address"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-address"));
+
+    let dir = tempdir();
+    let config = dir.path().join("rempart.toml");
+    std::fs::write(&config, "cache_entrys = 5\n").unwrap();
+    let out = std::process::Command::new(common::binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cache_entrys"));
+}
+
+/// Every route of the OpenAPI document answers on its listener (no "no such route", no 405),
+/// and is counted under its own route label.
+#[test]
+fn every_documented_route_is_served_by_its_listener() {
+    let dir = tempdir();
+    let server = Server::start(dir.path(), &[], &[]);
+    let doc = server.get("/openapi.json").json();
+    let ingest_doc = request(server.ingest, "GET", "/openapi.json", &[], b"").json();
+    assert_eq!(doc, ingest_doc);
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 10);
+    for (path, item) in paths {
+        let listeners = match item["x-rempart-listener"].as_str().unwrap() {
+            "public" => vec![server.public],
+            "ingest" => vec![server.ingest],
+            "both" => vec![server.public, server.ingest],
+            other => panic!("{other}"),
+        };
+        let concrete = path.replace("{tracking_number}", TN);
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !k.starts_with("x-"))
+        {
+            for &addr in &listeners {
+                let resp = request(addr, &method.to_ascii_uppercase(), &concrete, &[], b"");
+                let unknown = resp.status == 404
+                    && resp.header("content-type") == Some("application/json")
+                    && resp.json()["message"] == "no such route";
+                assert!(
+                    !unknown && resp.status != 405,
+                    "{method} {path} on {addr}: {}",
+                    resp.status
+                );
+            }
+        }
+    }
+    let metrics = request(server.ingest, "GET", "/metrics", &[], b"").text();
+    assert!(
+        !metrics.contains("route=\"other\""),
+        "a documented route was counted as unknown"
+    );
+}
+
+#[test]
+fn the_ops_page_and_its_data_are_served() {
+    let dir = tempdir();
+    let server = Server::start(dir.path(), &[], &[]);
+    let page = request(server.ingest, "GET", "/ops", &[], b"");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("/ops/data"));
+    let text = page.text();
+    assert!(
+        !text.contains("<script src") && !text.contains("<link"),
+        "the page must be self-contained"
+    );
+    let data = request(server.ingest, "GET", "/ops/data", &[], b"").json();
+    assert!(data["samples"].is_array());
+    // Not on the public listener.
+    assert_eq!(server.get("/ops").status, 404);
+}
