@@ -83,11 +83,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     &settings.events_dir(),
                     rempart_store::embedded::EmbeddedOptions::default(),
                 )?),
-                StoreKind::Postgres(_) => {
-                    return Err(rempart_store::StoreError::Unavailable(
-                        "the PostgreSQL backend is not built yet".into(),
-                    ));
-                }
+                StoreKind::Postgres(url) => Arc::new(
+                    rempart_store_pg::PgStore::connect(url, rempart_store_pg::PgOptions::default())
+                        .await?,
+                ),
             };
             Ok(store)
         })

@@ -96,6 +96,14 @@ impl ParcelCache {
         self.entries.remove(tn);
     }
 
+    /// Forgets every parcel (too many changed elsewhere to name them).
+    pub fn invalidate_all(&self) {
+        for epoch in self.epochs.iter() {
+            epoch.fetch_add(1, SeqCst);
+        }
+        self.entries.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -27,6 +27,9 @@ pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 pub const DEFAULT_CHANGE_POLL_MS: u64 = 500;
 /// Worker threads of the ingest runtime; they are never shared with the public listener.
 pub const DEFAULT_INGEST_THREADS: usize = 1;
+/// Log filter: info, but the database pool's per-connection warnings only as errors (during a
+/// database outage it would log one line per request otherwise).
+pub const DEFAULT_LOG: &str = "info,deadpool=error";
 /// Size of the demo data set, in parcels.
 pub const DEFAULT_DEMO_PARCELS: usize = 20_000;
 
@@ -78,7 +81,7 @@ pub struct ServeArgs {
     /// Milliseconds between polls of a shared store's change feed [default: 500]
     #[arg(long, env = "REMPART_CHANGE_POLL_MS")]
     pub change_poll_ms: Option<u64>,
-    /// Log filter, e.g. `info` or `rempart_server=debug` [default: info]
+    /// Log filter, e.g. `info` or `rempart_server=debug` [default: info,deadpool=error]
     #[arg(long, env = "REMPART_LOG")]
     pub log: Option<String>,
     /// Log as JSON lines instead of text

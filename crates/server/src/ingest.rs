@@ -170,9 +170,12 @@ async fn events(app: &App, req: Request<Incoming>) -> Response<Body> {
     match app.store.append(batch).await {
         Ok(outcome) => {
             app.metrics.commit(started.elapsed());
-            // Durable now: forget what the cache held for these parcels.
-            for tn in &touched {
-                app.cache.invalidate(tn);
+            // Durable now: forget what the cache held for these parcels (duplicates change
+            // nothing, so an all-duplicate resend keeps the cache).
+            if outcome.accepted > 0 {
+                for tn in &touched {
+                    app.cache.invalidate(tn);
+                }
             }
             app.metrics.ingest_batches.fetch_add(1, Relaxed);
             app.metrics

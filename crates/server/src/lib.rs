@@ -239,24 +239,33 @@ async fn poll_changes(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut first = true;
     loop {
         match app.store.changes_since(cursor, CHANGE_FEED_PAGE).await {
-            Ok((changed, next)) => {
+            Ok(changes) => {
                 // The first poll only positions the cursor: the cache starts empty.
                 if !first {
-                    for tn in &changed {
-                        app.cache.invalidate(tn);
+                    if changes.complete {
+                        for tn in &changes.numbers {
+                            app.cache.invalidate(tn);
+                        }
+                    } else {
+                        tracing::info!(
+                            "more parcels changed elsewhere than a page holds; clearing the cache"
+                        );
+                        app.cache.invalidate_all();
                     }
                 }
                 first = false;
-                cursor = next;
-                app.feed_succeeded();
-                if changed.len() == CHANGE_FEED_PAGE {
-                    continue;
+                cursor = changes.next;
+                if !app.feed_ok.load(Relaxed) {
+                    tracing::info!("change feed readable again; cached parcels are fresh");
                 }
+                app.feed_succeeded();
             }
             Err(e) => {
-                app.feed_ok.store(false, Relaxed);
+                // Log the transition, not every failed poll.
+                if app.feed_ok.swap(false, Relaxed) {
+                    tracing::warn!(error = %e, "change feed unavailable; cached parcels may be stale");
+                }
                 app.metrics.change_feed_errors.fetch_add(1, Relaxed);
-                tracing::warn!(error = %e, "change feed unavailable; cached parcels may be stale");
             }
         }
         tokio::select! {

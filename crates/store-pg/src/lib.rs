@@ -1,1 +1,291 @@
-//! Placeholder: filled in by the scale-out issue.
+//! [`EventStore`] on a PostgreSQL-compatible database, so that several `rempart serve` nodes can
+//! share one (PostgreSQL, CockroachDB, YugabyteDB).
+//!
+//! - **Append** is one transaction: one multi-row `INSERT … SELECT FROM unnest(…) ON CONFLICT
+//!   (event_id) DO NOTHING RETURNING event_id` per batch (accepted = rows returned), then COMMIT;
+//!   the call returns only after the commit. Rows are inserted in `event_id` order so that two
+//!   batches sharing ids always take row locks in the same order (no deadlocks).
+//! - **Schema** is created and migrated by the binary (`migrations.rs`, versioned).
+//! - **Change feed** (cross-node cache coherence): every row records the database's transaction
+//!   start time (`ingested_at`). A transaction may commit after rows of later transactions are
+//!   visible, so a poll re-reads an overlap window ([`PgOptions::change_window`]) behind its
+//!   cursor; every append transaction is bounded by the statement timeout, which is far shorter
+//!   than the window, so no committed row can fall behind the cursor unseen. Repeats are allowed.
+//! - **Errors**: a database that is down or slow becomes `StoreError::Unavailable` with the cause;
+//!   the pool replaces broken connections, so the node recovers by itself.
+//!
+//! Only plain SQL that CockroachDB and YugabyteDB accept is used: no extensions, no LISTEN/NOTIFY,
+//! no advisory locks (see docs/postgres-compat.md).
+
+mod migrations;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use rempart_domain::{Event, EventCode, EventId, StoredEvent, Timestamp, TrackingNumber};
+use rempart_store::{
+    AppendOutcome, ChangeCursor, Changes, EventStore, MAX_BATCH_EVENTS, MAX_PAGE,
+    MAX_PARCEL_EVENTS, StoreError,
+};
+use tokio_postgres::NoTls;
+
+/// Connections in the pool.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+/// Time to open a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time to wait for a free connection from the pool.
+pub const DEFAULT_POOL_WAIT: Duration = Duration::from_secs(2);
+/// Longest a statement may run (set on every connection).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How far behind its cursor a change-feed poll looks again; must exceed the longest append
+/// transaction (bounded by the statement timeout) plus clock adjustments.
+pub const DEFAULT_CHANGE_WINDOW: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, Copy)]
+pub struct PgOptions {
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub pool_wait: Duration,
+    pub statement_timeout: Duration,
+    pub change_window: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            pool_size: DEFAULT_POOL_SIZE,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            pool_wait: DEFAULT_POOL_WAIT,
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+            change_window: DEFAULT_CHANGE_WINDOW,
+        }
+    }
+}
+
+pub struct PgStore {
+    pool: Pool,
+    options: PgOptions,
+}
+
+fn unavailable(context: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("database {context}: {e}"))
+}
+
+impl PgStore {
+    /// Connects, checks the database answers, and applies pending migrations.
+    pub async fn connect(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+        config.connect_timeout(options.connect_timeout);
+        config.options(format!(
+            "-c statement_timeout={}",
+            options.statement_timeout.as_millis()
+        ));
+        if config.get_application_name().is_none() {
+            config.application_name("rempart");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .wait_timeout(Some(options.pool_wait))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| unavailable("pool", e))?;
+        let store = PgStore { pool, options };
+        {
+            let mut client = store.client().await?;
+            migrations::apply(&mut client).await?;
+        }
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| unavailable("connection", e))
+    }
+}
+
+fn decode_row(row: &tokio_postgres::Row) -> Result<StoredEvent, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("row: {what}"));
+    let event_id: String = row.try_get(0).map_err(|_| corrupt("event_id"))?;
+    let tn: String = row.try_get(1).map_err(|_| corrupt("tracking_number"))?;
+    let code: String = row.try_get(2).map_err(|_| corrupt("code"))?;
+    let occurred_at: i64 = row.try_get(3).map_err(|_| corrupt("occurred_at_us"))?;
+    let location: Option<String> = row.try_get(4).map_err(|_| corrupt("location"))?;
+    let product: Option<String> = row.try_get(5).map_err(|_| corrupt("product"))?;
+    let received: i64 = row.try_get(6).map_err(|_| corrupt("received"))?;
+    Ok(StoredEvent {
+        event: Event {
+            event_id: EventId::parse(&event_id).map_err(|_| corrupt("invalid event_id"))?,
+            tracking_number: TrackingNumber::from_bytes(tn.as_bytes())
+                .map_err(|_| corrupt("invalid tracking_number"))?,
+            code: EventCode::parse(&code).ok_or_else(|| corrupt("unknown code"))?,
+            occurred_at: Timestamp(occurred_at),
+            location,
+            product,
+        },
+        received: u64::try_from(received).map_err(|_| corrupt("negative received"))?,
+    })
+}
+
+const INSERT: &str = "INSERT INTO rempart_events \
+     (event_id, tracking_number, code, occurred_at_us, location, product) \
+     SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::INT8[], $5::TEXT[], $6::TEXT[]) \
+     ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn append(&self, batch: Vec<Event>) -> Result<AppendOutcome, StoreError> {
+        if batch.len() > MAX_BATCH_EVENTS {
+            return Err(StoreError::BatchTooLarge(batch.len()));
+        }
+        if batch.is_empty() {
+            return Ok(AppendOutcome::default());
+        }
+        let total = batch.len();
+        // Same ids in one batch count once; sorted ids take row locks in one global order.
+        let mut events = batch;
+        events.sort_by(|a, b| a.event_id.as_str().cmp(b.event_id.as_str()));
+        events.dedup_by(|a, b| a.event_id == b.event_id);
+        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        let tns: Vec<&str> = events.iter().map(|e| e.tracking_number.as_str()).collect();
+        let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
+        let times: Vec<i64> = events.iter().map(|e| e.occurred_at.0).collect();
+        let locations: Vec<Option<&str>> = events.iter().map(|e| e.location.as_deref()).collect();
+        let products: Vec<Option<&str>> = events.iter().map(|e| e.product.as_deref()).collect();
+
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| unavailable("begin", e))?;
+        let statement = tx
+            .prepare_cached(INSERT)
+            .await
+            .map_err(|e| unavailable("prepare", e))?;
+        let inserted = tx
+            .query(
+                &statement,
+                &[&ids, &tns, &codes, &times, &locations, &products],
+            )
+            .await
+            .map_err(|e| unavailable("insert", e))?;
+        tx.commit().await.map_err(|e| unavailable("commit", e))?;
+        let accepted = inserted.len();
+        Ok(AppendOutcome {
+            accepted,
+            duplicates: total - accepted,
+        })
+    }
+
+    async fn parcel_events(&self, tn: &TrackingNumber) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT event_id, tracking_number, code, occurred_at_us, location, product, received \
+                 FROM rempart_events WHERE tracking_number = $1 \
+                 ORDER BY occurred_at_us DESC, received DESC LIMIT $2",
+            )
+            .await
+            .map_err(|e| unavailable("prepare", e))?;
+        let rows = client
+            .query(&statement, &[&tn.as_str(), &(MAX_PARCEL_EVENTS as i64)])
+            .await
+            .map_err(|e| unavailable("read", e))?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn tracking_numbers(
+        &self,
+        after: Option<TrackingNumber>,
+        limit: usize,
+    ) -> Result<Vec<TrackingNumber>, StoreError> {
+        let limit = limit.min(MAX_PAGE) as i64;
+        let after = after.map_or(String::new(), |tn| tn.as_str().to_owned());
+        let client = self.client().await?;
+        // Byte order (COLLATE "C"), like the embedded store; numbers are upper-case ASCII.
+        let rows = client
+            .query(
+                "SELECT DISTINCT tracking_number COLLATE \"C\" AS tn FROM rempart_events \
+                 WHERE tracking_number COLLATE \"C\" > $1 ORDER BY tn LIMIT $2",
+                &[&after, &limit],
+            )
+            .await
+            .map_err(|e| unavailable("list", e))?;
+        rows.iter()
+            .map(|row| {
+                let tn: String = row.get(0);
+                TrackingNumber::from_bytes(tn.as_bytes())
+                    .map_err(|_| StoreError::Corrupt("invalid tracking_number".into()))
+            })
+            .collect()
+    }
+
+    async fn changes_since(
+        &self,
+        cursor: ChangeCursor,
+        limit: usize,
+    ) -> Result<Changes, StoreError> {
+        let client = self.client().await?;
+        // The cursor is the database clock (microseconds since the epoch) at the previous poll.
+        let now: i64 = client
+            .query_one("SELECT (EXTRACT(EPOCH FROM now()) * 1000000)::INT8", &[])
+            .await
+            .map_err(|e| unavailable("clock", e))?
+            .get(0);
+        if cursor == ChangeCursor::default() {
+            return Ok(Changes {
+                numbers: Vec::new(),
+                next: ChangeCursor(now),
+                complete: true,
+            });
+        }
+        let since = cursor.0 - self.options.change_window.as_micros() as i64;
+        let rows = client
+            .query(
+                "SELECT DISTINCT tracking_number FROM rempart_events \
+                 WHERE ingested_at >= to_timestamp($1::FLOAT8 / 1000000) LIMIT $2",
+                &[&(since as f64), &(limit as i64 + 1)],
+            )
+            .await
+            .map_err(|e| unavailable("changes", e))?;
+        let complete = rows.len() <= limit;
+        let numbers = rows
+            .iter()
+            .take(limit)
+            .map(|row| {
+                let tn: String = row.get(0);
+                TrackingNumber::from_bytes(tn.as_bytes())
+                    .map_err(|_| StoreError::Corrupt("invalid tracking_number".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Changes {
+            numbers,
+            next: ChangeCursor(now),
+            complete,
+        })
+    }
+
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| unavailable("ping", e))?;
+        Ok(())
+    }
+}

@@ -56,6 +56,17 @@ pub enum StoreError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ChangeCursor(pub i64);
 
+/// What [`EventStore::changes_since`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Parcels that may have changed (possibly with repeats).
+    pub numbers: Vec<TrackingNumber>,
+    /// The cursor to pass next time.
+    pub next: ChangeCursor,
+    /// False when more parcels changed than the limit allowed to list.
+    pub complete: bool,
+}
+
 /// A durable, idempotent log of scan events, keyed by tracking number.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -76,19 +87,25 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<TrackingNumber>, StoreError>;
 
     /// Tracking numbers whose events may have changed since `cursor` through *any* node sharing
-    /// this store, and the cursor to pass next time. Nodes poll it to keep their response cache
-    /// and existence filter coherent. A tracking number may be reported more than once; none
-    /// committed after `cursor` is ever missed. At most `limit` numbers per call.
+    /// this store. Nodes poll it to keep their response cache and existence filter coherent. A
+    /// tracking number may be reported more than once; none committed after `cursor` is ever
+    /// missed. At most `limit` numbers per call; when more changed, [`Changes::complete`] is
+    /// false and the caller must treat every parcel as changed.
     ///
-    /// The default reports nothing: right for a store only one process can open (embedded),
-    /// where every change goes through this node's own ingest path.
+    /// `ChangeCursor::default()` means "from now on". The default implementation reports
+    /// nothing: right for a store only one process can open (embedded), where every change goes
+    /// through this node's own ingest path.
     async fn changes_since(
         &self,
         cursor: ChangeCursor,
         limit: usize,
-    ) -> Result<(Vec<TrackingNumber>, ChangeCursor), StoreError> {
+    ) -> Result<Changes, StoreError> {
         let _ = limit;
-        Ok((Vec::new(), cursor))
+        Ok(Changes {
+            numbers: Vec::new(),
+            next: cursor,
+            complete: true,
+        })
     }
 
     /// Whether the store can serve reads and take writes now (for `/readyz`).

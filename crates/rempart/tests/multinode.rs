@@ -1,0 +1,117 @@
+//! Two `rempart serve` nodes on one PostgreSQL database: what one ingests the other shows
+//! (through its cache too), and PostgreSQL stopped and started with both nodes running loses no
+//! acknowledged event; meanwhile cached lookups are served marked stale and ingest answers 503.
+//! Alone in its test binary: it stops the machine's PostgreSQL for a few seconds.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, event_line};
+use rempart_store_pg::testing::{TestDatabase, pg_ctl};
+
+/// The bound on cross-node visibility this test accepts: far above the documented delay
+/// (change poll period + one poll), so it only fails when coherence is broken.
+const VISIBLE_WITHIN: Duration = Duration::from_secs(15);
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + VISIBLE_WITHIN;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within {VISIBLE_WITHIN:?}");
+}
+
+#[test]
+fn two_nodes_share_one_database_through_an_outage() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime.block_on(TestDatabase::create());
+    let url = db.url();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = ["--store", url.as_str(), "--change-poll-ms", "200"];
+    let a = Server::start(dir_a.path(), &args, &[]);
+    let b = Server::start(dir_b.path(), &args, &[]);
+    let tn = "RR123456785FR";
+
+    assert_eq!(b.get(&format!("/v1/parcels/{tn}")).status, 404);
+    let resp = a
+        .ingest(event_line("mn:1", tn, "PC1", "2025-12-22T07:00:00Z", Some("Paris 15")).as_bytes());
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    wait_for("node B sees node A's event", || {
+        b.get(&format!("/v1/parcels/{tn}")).status == 200
+    });
+    // Node B now holds the parcel in its cache; a later event through A must replace it.
+    assert_eq!(
+        b.get(&format!("/v1/parcels/{tn}")).json()["status"],
+        "in_transit"
+    );
+    let resp = a
+        .ingest(event_line("mn:2", tn, "DI1", "2025-12-23T07:00:00Z", Some("Paris 15")).as_bytes());
+    assert_eq!(resp.status, 200);
+    wait_for("node B's cache follows node A's ingest", || {
+        b.get(&format!("/v1/parcels/{tn}")).json()["status"] == "delivered"
+    });
+    // Ingest through B is idempotent with what A stored.
+    let resp = b
+        .ingest(event_line("mn:1", tn, "PC1", "2025-12-22T07:00:00Z", Some("Paris 15")).as_bytes());
+    assert_eq!(
+        resp.json(),
+        serde_json::json!({"accepted": 0, "duplicates": 1})
+    );
+    assert_eq!(
+        b.get(&format!("/v1/parcels/{tn}")).json()["status"],
+        "delivered"
+    );
+
+    // The database goes away.
+    pg_ctl("stop");
+    let outage = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let resp = a.ingest(
+            event_line("mn:3", "6A12345678905", "PC1", "2025-12-22T07:00:00Z", None).as_bytes(),
+        );
+        assert_eq!(resp.status, 503, "{}", resp.text());
+        assert_eq!(resp.json()["error"], "storage_unavailable");
+        assert!(resp.header("retry-after").is_some());
+        // A parcel B has cached is still served, marked stale once B notices the outage.
+        wait_for("node B marks cached answers stale", || {
+            b.get(&format!("/v1/parcels/{tn}"))
+                .header("x-rempart-stale")
+                == Some("1")
+        });
+        let resp = b.get(&format!("/v1/parcels/{tn}"));
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.json()["status"], "delivered");
+        assert!(resp.header("age").is_some());
+        // One it has not cached cannot be answered.
+        assert_eq!(b.get("/v1/parcels/6A12345678905").status, 503);
+        assert_eq!(b.get("/readyz").status, 503);
+    }));
+    pg_ctl("start");
+    if let Err(panic) = outage {
+        std::panic::resume_unwind(panic);
+    }
+
+    // Both nodes recover by themselves; the batch refused during the outage goes in now.
+    wait_for("node A takes ingest again", || {
+        a.ingest(
+            event_line("mn:3", "6A12345678905", "PC1", "2025-12-22T07:00:00Z", None).as_bytes(),
+        )
+        .status
+            == 200
+    });
+    wait_for("node B serves the new parcel", || {
+        b.get("/v1/parcels/6A12345678905").status == 200
+    });
+    wait_for("node B's answers are fresh again", || {
+        b.get(&format!("/v1/parcels/{tn}"))
+            .header("x-rempart-stale")
+            .is_none()
+    });
+    let view = b.get(&format!("/v1/parcels/{tn}")).json();
+    assert_eq!(view["events"].as_array().unwrap().len(), 2, "{view}");
+    drop((a, b));
+    runtime.block_on(db.drop_now());
+}
