@@ -222,7 +222,7 @@ impl Settings {
                 .change_poll_ms
                 .or(file.change_poll_ms)
                 .unwrap_or(DEFAULT_CHANGE_POLL_MS),
-            log: args.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
+            log: args.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.to_owned()),
             log_json: args.log_json || file.log_json.unwrap_or(false),
         };
         settings.validate()?;
