@@ -1,0 +1,256 @@
+//! Forwarding the spool to the ingest API: in order, in batches of at most `batch` events, with
+//! exponential backoff and full jitter on failure. The spool's cursor moves only after a `200`.
+//!
+//! - `200`: acknowledged; advance the cursor.
+//! - connection error, timeout, `5xx`, `429`: retry the same batch after a backoff.
+//! - `400`: the server refused a line this depot validated (rules changed, clock skew): the batch
+//!   is parked in `rejected.ndjson` with the reason and the cursor moves on, loudly; one bad
+//!   batch must not block every scan behind it.
+//! - `401`/`403`: the token is wrong; retry at the longest backoff and log an error each time.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{Mutex, Notify};
+
+use crate::spool::Spool;
+
+/// First retry delay.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Longest retry delay.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Longest wait for the server's answer to one batch.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest batch (the ingest API takes at most 10,000 lines).
+pub const MAX_BATCH: usize = 10_000;
+
+/// Counters shared with the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct ForwardStats {
+    pub forwarded: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// Full-jitter exponential backoff: a uniform delay in `[0, min(cap, base · 2^attempt))`.
+pub fn backoff(attempt: u32, random: u64) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.min(20))
+        .min(BACKOFF_CAP);
+    let micros = ceiling.as_micros().max(1) as u64;
+    Duration::from_micros(random % micros)
+}
+
+/// A cheap random number for jitter (no cryptographic need).
+fn jitter_source(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+pub struct Target {
+    /// `host:port` of the ingest listener.
+    pub authority: String,
+    pub path: String,
+    pub token: String,
+}
+
+impl Target {
+    /// Parses `http://host:port[/path]`; the path defaults to `/v1/events`.
+    pub fn parse(url: &str, token: String) -> Result<Target, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("the ingest URL must start with http:// (got {url:?})"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.is_empty() {
+            return Err("the ingest URL has no host".into());
+        }
+        let path = if path.is_empty() || path == "/" {
+            "/v1/events"
+        } else {
+            path
+        };
+        Ok(Target {
+            authority: authority.to_owned(),
+            path: path.to_owned(),
+            token,
+        })
+    }
+}
+
+enum Outcome {
+    Acked { accepted: u64, duplicates: u64 },
+    Retry(String),
+    Rejected(String),
+    Unauthorized(String),
+}
+
+async fn post(target: &Target, body: Vec<u8>) -> Outcome {
+    let attempt = async {
+        let stream = tokio::net::TcpStream::connect(&target.authority)
+            .await
+            .map_err(|e| format!("connect {}: {e}", target.authority))?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(conn);
+        let request = Request::post(target.path.as_str())
+            .header("host", target.authority.as_str())
+            .header("authorization", format!("Bearer {}", target.token))
+            .header("content-type", "application/x-ndjson")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("request: {e}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("read answer: {e}"))?
+            .to_bytes();
+        Ok::<_, String>((status, body))
+    };
+    let (status, body) = match tokio::time::timeout(REQUEST_TIMEOUT, attempt).await {
+        Err(_) => return Outcome::Retry("no answer in time".into()),
+        Ok(Err(e)) => return Outcome::Retry(e),
+        Ok(Ok(answer)) => answer,
+    };
+    let text = String::from_utf8_lossy(&body).into_owned();
+    match status {
+        200 => {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            Outcome::Acked {
+                accepted: v["accepted"].as_u64().unwrap_or(0),
+                duplicates: v["duplicates"].as_u64().unwrap_or(0),
+            }
+        }
+        400 => Outcome::Rejected(text),
+        401 | 403 => Outcome::Unauthorized(text),
+        _ => Outcome::Retry(format!("status {status}: {text}")),
+    }
+}
+
+/// Forwards until `stop` says so (or, with `once`, until the spool is empty).
+pub async fn run(
+    spool: Arc<Mutex<Spool>>,
+    target: Target,
+    batch: usize,
+    stats: Arc<ForwardStats>,
+    wake: Arc<Notify>,
+    once: bool,
+    rejected_path: std::path::PathBuf,
+) -> Result<(), String> {
+    assert!((1..=MAX_BATCH).contains(&batch));
+    let mut attempt = 0u32;
+    let mut random = 0x2545_F491_4F6C_DD1D ^ u64::from(std::process::id());
+    loop {
+        let pending = {
+            let spool = spool.lock().await;
+            spool.pending(batch).map_err(|e| e.to_string())?
+        };
+        if pending.is_empty() {
+            if once {
+                return Ok(());
+            }
+            // New events wake us; a timeout guards against a missed wake-up.
+            let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
+            continue;
+        }
+        let last = pending.last().expect("not empty").seq;
+        let mut body = Vec::new();
+        for r in &pending {
+            body.extend_from_slice(&r.payload);
+            body.push(b'\n');
+        }
+        let outcome = post(&target, body.clone()).await;
+        match outcome {
+            Outcome::Acked {
+                accepted,
+                duplicates,
+            } => {
+                spool.lock().await.ack(last).map_err(|e| e.to_string())?;
+                stats.forwarded.fetch_add(accepted, Relaxed);
+                stats.duplicates.fetch_add(duplicates, Relaxed);
+                attempt = 0;
+            }
+            Outcome::Rejected(reason) => {
+                tracing::error!(events = pending.len(), %reason, "the server refused a batch; parked in rejected.ndjson");
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&rejected_path)
+                    .map_err(|e| format!("{}: {e}", rejected_path.display()))?;
+                let note = serde_json::json!({ "rejected": reason.trim() }).to_string();
+                file.write_all(format!("{note}\n").as_bytes())
+                    .and_then(|_| file.write_all(&body))
+                    .and_then(|_| file.sync_all())
+                    .map_err(|e| format!("{}: {e}", rejected_path.display()))?;
+                spool.lock().await.ack(last).map_err(|e| e.to_string())?;
+                stats.rejected.fetch_add(pending.len() as u64, Relaxed);
+                attempt = 0;
+            }
+            Outcome::Unauthorized(reason) => {
+                stats.failures.fetch_add(1, Relaxed);
+                tracing::error!(%reason, "the ingest API refuses this depot's token; fix --token");
+                tokio::time::sleep(BACKOFF_CAP).await;
+            }
+            Outcome::Retry(reason) => {
+                stats.failures.fetch_add(1, Relaxed);
+                let delay = backoff(attempt, jitter_source(&mut random));
+                if attempt < 3 || attempt.is_multiple_of(10) {
+                    tracing::warn!(%reason, attempt, delay_ms = delay.as_millis() as u64, "forwarding failed; retrying");
+                }
+                attempt = attempt.saturating_add(1);
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        assert!(backoff(0, u64::MAX) < BACKOFF_BASE);
+        assert!(backoff(3, u64::MAX) < BACKOFF_BASE * 8);
+        for attempt in [10, 20, 100, u32::MAX] {
+            assert!(backoff(attempt, u64::MAX - 1) < BACKOFF_CAP);
+        }
+        let mut state = 7;
+        let delays: std::collections::HashSet<_> = (0..50)
+            .map(|_| backoff(8, jitter_source(&mut state)))
+            .collect();
+        assert!(delays.len() > 40, "full jitter spreads retries");
+    }
+
+    #[test]
+    fn ingest_urls() {
+        let t = Target::parse("http://10.0.0.5:8081", "t".into()).unwrap();
+        assert_eq!(
+            (t.authority.as_str(), t.path.as_str()),
+            ("10.0.0.5:8081", "/v1/events")
+        );
+        let t = Target::parse("http://central:8081/v1/events", "t".into()).unwrap();
+        assert_eq!(t.path, "/v1/events");
+        for bad in ["https://x", "ftp://x", "http://", "central:8081"] {
+            assert!(Target::parse(bad, "t".into()).is_err(), "{bad}");
+        }
+    }
+}
