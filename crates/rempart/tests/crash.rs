@@ -116,7 +116,7 @@ fn no_acknowledged_event_is_lost_or_duplicated_across_kill_9() {
             }
             let mut present_parcels = 0;
             for (tn, ids) in &by_parcel {
-                let resp = server.get(&format!("/v1/parcels/{tn}"));
+                let resp = server.get_as_partner(&format!("/v1/parcels/{tn}"));
                 if resp.status == 404 {
                     continue;
                 }

@@ -121,7 +121,7 @@ fn assert_on_server_once(server: &Server, expected: &[(String, String)]) {
         by_parcel.entry(tn).or_default().insert(name);
     }
     for (tn, names) in by_parcel {
-        let resp = server.get(&format!("/v1/parcels/{tn}"));
+        let resp = server.get_as_partner(&format!("/v1/parcels/{tn}"));
         assert_eq!(resp.status, 200, "parcel {tn} missing");
         let shown: Vec<String> = resp.json()["events"]
             .as_array()

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use rempart_domain::TrackingNumber;
+use rempart_shield::Priority;
 use rempart_store::{EventStore, StoreError};
 
 use crate::cache::{CachedParcel, ParcelCache};
@@ -25,6 +26,8 @@ pub struct App {
     pub cache: ParcelCache,
     pub metrics: Metrics,
     pub tokens: TokenSet,
+    /// The admission layers of the public listener; `None` when switched off.
+    pub shield: Option<crate::shield::Shield>,
     /// Recent per-second traffic for the operations page.
     pub ops: crate::ops::OpsHistory,
     pub settings: Settings,
@@ -46,6 +49,8 @@ pub enum Lookup {
         stale_for: Option<u64>,
     },
     NotFound,
+    /// The shield could not start a storage read in time (503).
+    Shed,
 }
 
 impl App {
@@ -59,6 +64,9 @@ impl App {
             store,
             cache: ParcelCache::new(settings.cache_entries),
             metrics: Metrics::new(),
+            shield: settings
+                .shield
+                .then(|| crate::shield::Shield::new(&settings)),
             tokens,
             ops: crate::ops::OpsHistory::default(),
             settings,
@@ -80,11 +88,28 @@ impl App {
     /// The shield's state for the operations page (`attack_mode`, `top_refused_prefixes`);
     /// `null` while no shield runs in front of the public listener.
     pub fn shield_status(&self) -> serde_json::Value {
-        serde_json::Value::Null
+        self.shield
+            .as_ref()
+            .map_or(serde_json::Value::Null, crate::shield::Shield::status)
     }
 
-    /// Looks a parcel up: cache first, then storage (filling the cache).
-    pub async fn lookup(&self, tn: TrackingNumber) -> Result<Lookup, StoreError> {
+    /// Every metric of the node, in Prometheus text.
+    pub fn render_metrics(&self) -> String {
+        let mut out = self.metrics.render();
+        if let Some(shield) = &self.shield {
+            shield.render_metrics(&mut out);
+        }
+        out
+    }
+
+    /// Looks a parcel up: cache first, then storage (filling the cache). With the shield on, a
+    /// storage read waits for a slot of the adaptive concurrency limit, at most the queue
+    /// deadline; `Lookup::Shed` when it cannot start in time.
+    pub async fn lookup(
+        &self,
+        tn: TrackingNumber,
+        priority: Priority,
+    ) -> Result<Lookup, StoreError> {
         if let Some(parcel) = self.cache.get(&tn) {
             self.metrics.cache_hits.fetch_add(1, Relaxed);
             let stale_for = (self.shared_store && !self.feed_ok.load(Relaxed)).then(|| {
@@ -96,6 +121,17 @@ impl App {
             return Ok(Lookup::Found { parcel, stale_for });
         }
         self.metrics.cache_misses.fetch_add(1, Relaxed);
+        let permit = match &self.shield {
+            Some(shield) => match shield
+                .concurrency
+                .acquire(priority, shield.queue_deadline)
+                .await
+            {
+                Some(permit) => Some(permit),
+                None => return Ok(Lookup::Shed),
+            },
+            None => None,
+        };
         let stamp = self.cache.stamp(&tn);
         let events = tokio::time::timeout(LOOKUP_STORE_TIMEOUT, self.store.parcel_events(&tn))
             .await
@@ -104,6 +140,9 @@ impl App {
             .inspect_err(|_| {
                 self.metrics.store_errors.fetch_add(1, Relaxed);
             })?;
+        if let Some(permit) = permit {
+            permit.done();
+        }
         match rempart_domain::ParcelView::build(tn, events) {
             None => Ok(Lookup::NotFound),
             Some(view) => {

@@ -33,6 +33,24 @@ pub const DEFAULT_LOG: &str = "info,deadpool=error";
 /// Size of the demo data set, in parcels.
 pub const DEFAULT_DEMO_PARCELS: usize = 20_000;
 
+/// Shield defaults (see docs/shield.md).
+pub const DEFAULT_SHIELD: bool = true;
+pub const DEFAULT_SOURCE_MAX_CONNECTIONS: usize = 64;
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_RATE_PER_SOURCE: u32 = 50;
+pub const DEFAULT_RATE_PER_PREFIX: u32 = 2_000;
+pub const DEFAULT_STORAGE_CONCURRENCY: usize = 256;
+pub const DEFAULT_STORAGE_QUEUE_MS: u64 = 100;
+pub const DEFAULT_STORAGE_TARGET_MS: u64 = 50;
+pub const DEFAULT_ATTACK_MODE: &str = "auto";
+pub const DEFAULT_ATTACK_REFUSED_RATIO: f64 = 0.5;
+pub const DEFAULT_ATTACK_MIN_REQUESTS: u64 = 500;
+pub const DEFAULT_ATTACK_P99_MS: u64 = 500;
+pub const DEFAULT_ATTACK_CALM_S: u32 = 30;
+pub const DEFAULT_CHALLENGE_DIFFICULTY: u8 = 18;
+pub const DEFAULT_PASS_TTL_S: u64 = 3_600;
+pub const DEFAULT_FILTER_REBUILD_S: u64 = 600;
+
 /// `rempart serve` arguments. Each may also come from its `REMPART_*` variable or the config file.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct ServeArgs {
@@ -87,6 +105,57 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text
     #[arg(long, env = "REMPART_LOG_JSON")]
     pub log_json: bool,
+    /// Shield in front of the public listener; `false` switches every layer off (for comparison) [default: true]
+    #[arg(long, env = "REMPART_SHIELD", value_name = "BOOL")]
+    pub shield: Option<bool>,
+    /// Most open connections from one source address [default: 64]
+    #[arg(long, env = "REMPART_SOURCE_MAX_CONNECTIONS")]
+    pub source_max_connections: Option<usize>,
+    /// Milliseconds a keep-alive connection may sit idle [default: 30000]
+    #[arg(long, env = "REMPART_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Lookups per second one address may make [default: 50]
+    #[arg(long, env = "REMPART_RATE_PER_SOURCE")]
+    pub rate_per_source: Option<u32>,
+    /// Lookups per second one /24 (IPv4) or /48 (IPv6) may make [default: 2000]
+    #[arg(long, env = "REMPART_RATE_PER_PREFIX")]
+    pub rate_per_prefix: Option<u32>,
+    /// Most storage reads at once (the adaptive limit's ceiling) [default: 256]
+    #[arg(long, env = "REMPART_STORAGE_CONCURRENCY")]
+    pub storage_concurrency: Option<usize>,
+    /// Longest a lookup waits for a storage slot before 503 [default: 100]
+    #[arg(long, env = "REMPART_STORAGE_QUEUE_MS")]
+    pub storage_queue_ms: Option<u64>,
+    /// Storage read latency above which the concurrency limit shrinks [default: 50]
+    #[arg(long, env = "REMPART_STORAGE_TARGET_MS")]
+    pub storage_target_ms: Option<u64>,
+    /// Attack mode: auto, on or off [default: auto]
+    #[arg(long, env = "REMPART_ATTACK_MODE")]
+    pub attack_mode: Option<String>,
+    /// Share of refused public requests in a second that switches attack mode on [default: 0.5]
+    #[arg(long, env = "REMPART_ATTACK_REFUSED_RATIO")]
+    pub attack_refused_ratio: Option<f64>,
+    /// Fewest public requests in a second for attack mode to judge [default: 500]
+    #[arg(long, env = "REMPART_ATTACK_MIN_REQUESTS")]
+    pub attack_min_requests: Option<u64>,
+    /// Lookup p99 in a second that switches attack mode on [default: 500]
+    #[arg(long, env = "REMPART_ATTACK_P99_MS")]
+    pub attack_p99_ms: Option<u64>,
+    /// Calm seconds before attack mode switches off [default: 30]
+    #[arg(long, env = "REMPART_ATTACK_CALM_S")]
+    pub attack_calm_s: Option<u32>,
+    /// Leading zero bits of the proof of work asked in attack mode [default: 18]
+    #[arg(long, env = "REMPART_CHALLENGE_DIFFICULTY")]
+    pub challenge_difficulty: Option<u8>,
+    /// Seconds a pass earned by a proof of work is valid [default: 3600]
+    #[arg(long, env = "REMPART_PASS_TTL_S")]
+    pub pass_ttl_s: Option<u64>,
+    /// Seconds between rebuilds of the existence filter [default: 600]
+    #[arg(long, env = "REMPART_FILTER_REBUILD_S")]
+    pub filter_rebuild_s: Option<u64>,
+    /// Secret (64 hex characters) signing challenge passes, shared by nodes behind one load balancer [default: random per process]
+    #[arg(long, env = "REMPART_SHIELD_SECRET", hide_env_values = true)]
+    pub shield_secret: Option<String>,
 }
 
 /// The config file: the same settings as the flags, all optional.
@@ -109,6 +178,23 @@ struct FileSettings {
     change_poll_ms: Option<u64>,
     log: Option<String>,
     log_json: Option<bool>,
+    shield: Option<bool>,
+    source_max_connections: Option<usize>,
+    idle_timeout_ms: Option<u64>,
+    rate_per_source: Option<u32>,
+    rate_per_prefix: Option<u32>,
+    storage_concurrency: Option<usize>,
+    storage_queue_ms: Option<u64>,
+    storage_target_ms: Option<u64>,
+    attack_mode: Option<String>,
+    attack_refused_ratio: Option<f64>,
+    attack_min_requests: Option<u64>,
+    attack_p99_ms: Option<u64>,
+    attack_calm_s: Option<u32>,
+    challenge_difficulty: Option<u8>,
+    pass_ttl_s: Option<u64>,
+    filter_rebuild_s: Option<u64>,
+    shield_secret: Option<String>,
 }
 
 /// Where the events live.
@@ -139,6 +225,23 @@ pub struct Settings {
     pub change_poll_ms: u64,
     pub log: String,
     pub log_json: bool,
+    pub shield: bool,
+    pub source_max_connections: usize,
+    pub idle_timeout_ms: u64,
+    pub rate_per_source: u32,
+    pub rate_per_prefix: u32,
+    pub storage_concurrency: usize,
+    pub storage_queue_ms: u64,
+    pub storage_target_ms: u64,
+    pub attack_mode: String,
+    pub attack_refused_ratio: f64,
+    pub attack_min_requests: u64,
+    pub attack_p99_ms: u64,
+    pub attack_calm_s: u32,
+    pub challenge_difficulty: u8,
+    pub pass_ttl_s: u64,
+    pub filter_rebuild_s: u64,
+    pub shield_secret: Option<[u8; 32]>,
 }
 
 /// Why settings could not be resolved.
@@ -222,8 +325,76 @@ impl Settings {
                 .change_poll_ms
                 .or(file.change_poll_ms)
                 .unwrap_or(DEFAULT_CHANGE_POLL_MS),
-            log: args.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.to_owned()),
+            log: args
+                .log
+                .or(file.log)
+                .unwrap_or_else(|| DEFAULT_LOG.to_owned()),
             log_json: args.log_json || file.log_json.unwrap_or(false),
+            shield: args.shield.or(file.shield).unwrap_or(DEFAULT_SHIELD),
+            source_max_connections: args
+                .source_max_connections
+                .or(file.source_max_connections)
+                .unwrap_or(DEFAULT_SOURCE_MAX_CONNECTIONS),
+            idle_timeout_ms: args
+                .idle_timeout_ms
+                .or(file.idle_timeout_ms)
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
+            rate_per_source: args
+                .rate_per_source
+                .or(file.rate_per_source)
+                .unwrap_or(DEFAULT_RATE_PER_SOURCE),
+            rate_per_prefix: args
+                .rate_per_prefix
+                .or(file.rate_per_prefix)
+                .unwrap_or(DEFAULT_RATE_PER_PREFIX),
+            storage_concurrency: args
+                .storage_concurrency
+                .or(file.storage_concurrency)
+                .unwrap_or(DEFAULT_STORAGE_CONCURRENCY),
+            storage_queue_ms: args
+                .storage_queue_ms
+                .or(file.storage_queue_ms)
+                .unwrap_or(DEFAULT_STORAGE_QUEUE_MS),
+            storage_target_ms: args
+                .storage_target_ms
+                .or(file.storage_target_ms)
+                .unwrap_or(DEFAULT_STORAGE_TARGET_MS),
+            attack_mode: args
+                .attack_mode
+                .or(file.attack_mode)
+                .unwrap_or_else(|| DEFAULT_ATTACK_MODE.to_owned()),
+            attack_refused_ratio: args
+                .attack_refused_ratio
+                .or(file.attack_refused_ratio)
+                .unwrap_or(DEFAULT_ATTACK_REFUSED_RATIO),
+            attack_min_requests: args
+                .attack_min_requests
+                .or(file.attack_min_requests)
+                .unwrap_or(DEFAULT_ATTACK_MIN_REQUESTS),
+            attack_p99_ms: args
+                .attack_p99_ms
+                .or(file.attack_p99_ms)
+                .unwrap_or(DEFAULT_ATTACK_P99_MS),
+            attack_calm_s: args
+                .attack_calm_s
+                .or(file.attack_calm_s)
+                .unwrap_or(DEFAULT_ATTACK_CALM_S),
+            challenge_difficulty: args
+                .challenge_difficulty
+                .or(file.challenge_difficulty)
+                .unwrap_or(DEFAULT_CHALLENGE_DIFFICULTY),
+            pass_ttl_s: args
+                .pass_ttl_s
+                .or(file.pass_ttl_s)
+                .unwrap_or(DEFAULT_PASS_TTL_S),
+            filter_rebuild_s: args
+                .filter_rebuild_s
+                .or(file.filter_rebuild_s)
+                .unwrap_or(DEFAULT_FILTER_REBUILD_S),
+            shield_secret: match args.shield_secret.or(file.shield_secret) {
+                None => None,
+                Some(hex) => Some(parse_secret(&hex)?),
+            },
         };
         settings.validate()?;
         Ok(settings)
@@ -244,6 +415,38 @@ impl Settings {
                 return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
             }
         }
+        if !matches!(self.attack_mode.as_str(), "auto" | "on" | "off") {
+            return Err(ConfigError::Invalid(format!(
+                "attack_mode must be auto, on or off, not {:?}",
+                self.attack_mode
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.attack_refused_ratio) {
+            return Err(ConfigError::Invalid(
+                "attack_refused_ratio must be between 0 and 1".into(),
+            ));
+        }
+        if self.challenge_difficulty > 32 {
+            return Err(ConfigError::Invalid(
+                "challenge_difficulty is at most 32 bits".into(),
+            ));
+        }
+        let positive_shield = [
+            ("source_max_connections", self.source_max_connections as u64),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("rate_per_source", u64::from(self.rate_per_source)),
+            ("rate_per_prefix", u64::from(self.rate_per_prefix)),
+            ("storage_concurrency", self.storage_concurrency as u64),
+            ("storage_target_ms", self.storage_target_ms),
+            ("attack_calm_s", u64::from(self.attack_calm_s)),
+            ("pass_ttl_s", self.pass_ttl_s),
+            ("filter_rebuild_s", self.filter_rebuild_s),
+        ];
+        for (name, value) in positive_shield {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
         if self.public_threads > 256 || self.ingest_threads > 256 {
             return Err(ConfigError::Invalid(
                 "at most 256 threads per listener".into(),
@@ -256,6 +459,18 @@ impl Settings {
     pub fn events_dir(&self) -> PathBuf {
         self.data.join("events")
     }
+}
+
+fn parse_secret(hex: &str) -> Result<[u8; 32], ConfigError> {
+    let bad = || ConfigError::Invalid("shield_secret must be 64 hexadecimal characters".into());
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {

@@ -20,6 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::app::App;
 use crate::metrics::Listener;
 use crate::response::Body;
+use crate::shield::Reason;
 
 /// Largest request head buffer per connection.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -33,6 +34,8 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 pub struct ListenerLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
 }
 
@@ -76,8 +79,24 @@ pub async fn serve<H, F>(
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             app.metrics.connections_refused[which as usize].fetch_add(1, Relaxed);
+            if let (Listener::Public, Some(shield)) = (which, &app.shield) {
+                shield.refuse(Reason::ConnCap, Some(peer.ip()));
+            }
             drop(stream);
             continue;
+        };
+        // Per-source cap (public side, shield on): the table holds only sources with an open
+        // connection, so it is bounded by the global cap above.
+        let source_slot = match (which, &app.shield) {
+            (Listener::Public, Some(shield)) => match shield.conns.admit(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    shield.refuse(Reason::SourceConnCap, Some(peer.ip()));
+                    drop(stream);
+                    continue;
+                }
+            },
+            _ => None,
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
@@ -85,9 +104,17 @@ pub async fn serve<H, F>(
         tokio::spawn(async move {
             app.metrics.connections_open[which as usize].fetch_add(1, Relaxed);
             let service_app = app.clone();
+            let activity = Arc::new(Activity::default());
+            let service_activity = activity.clone();
             let service = service_fn(move |req| {
                 let app = service_app.clone();
-                async move { Ok::<_, std::convert::Infallible>(handler(app, req, peer).await) }
+                let activity = service_activity.clone();
+                activity.begin();
+                async move {
+                    let resp = handler(app, req, peer).await;
+                    activity.end();
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
             let mut builder = http1::Builder::new();
             builder
@@ -104,12 +131,17 @@ pub async fn serve<H, F>(
                         tracing::trace!(error = %e, %peer, "connection ended");
                     }
                 }
+                _ = activity.idle_for(limits.idle_timeout) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(limits.shutdown_grace, conn.as_mut()).await;
+                }
                 _ = shutdown.changed() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(limits.shutdown_grace, conn.as_mut()).await;
                 }
             }
             app.metrics.connections_open[which as usize].fetch_sub(1, Relaxed);
+            drop(source_slot);
             drop(permit);
         });
     }
@@ -121,4 +153,37 @@ pub async fn serve<H, F>(
         slots.acquire_many(all),
     )
     .await;
+}
+
+/// When a connection last finished a request, and how many it is serving now: the idle timer.
+#[derive(Default)]
+struct Activity {
+    in_flight: std::sync::atomic::AtomicU32,
+    /// Requests finished; a change means "not idle".
+    finished: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    fn end(&self) {
+        self.in_flight.fetch_sub(1, Relaxed);
+        self.finished.fetch_add(1, Relaxed);
+    }
+
+    /// Resolves once the connection has served nothing for a whole `idle` period. (Before its
+    /// first request, the header timeout applies instead.)
+    async fn idle_for(&self, idle: Duration) {
+        let mut seen = self.finished.load(Relaxed);
+        loop {
+            tokio::time::sleep(idle).await;
+            let now = self.finished.load(Relaxed);
+            if now == seen && self.in_flight.load(Relaxed) == 0 && now > 0 {
+                return;
+            }
+            seen = now;
+        }
+    }
 }

@@ -48,7 +48,7 @@ async fn route(app: &App, req: Request<Incoming>) -> (Route, Response<Body>) {
             with_body(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                app.metrics.render(),
+                app.render_metrics(),
             ),
         ),
         "/ops" => (
@@ -175,6 +175,11 @@ async fn events(app: &App, req: Request<Incoming>) -> Response<Body> {
             if outcome.accepted > 0 {
                 for tn in &touched {
                     app.cache.invalidate(tn);
+                }
+                if let Some(shield) = &app.shield {
+                    shield
+                        .filter
+                        .insert(touched.iter().map(|tn| &tn.as_bytes()[..]));
                 }
             }
             app.metrics.ingest_batches.fetch_add(1, Relaxed);

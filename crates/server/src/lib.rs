@@ -20,6 +20,8 @@ pub mod metrics;
 pub mod ops;
 pub mod public;
 pub mod response;
+pub mod shield;
+mod shield_tasks;
 pub mod tokens;
 
 use std::future::Future;
@@ -142,6 +144,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = Duration::from_millis(settings.shutdown_grace_ms);
     let header_timeout = Duration::from_millis(settings.header_timeout_ms);
+    let idle_timeout = Duration::from_millis(settings.idle_timeout_ms);
     let public_task = public_rt.spawn(http::serve(
         public_listener,
         Listener::Public,
@@ -150,6 +153,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         ListenerLimits {
             max_connections: settings.public_max_connections,
             header_timeout,
+            idle_timeout,
             shutdown_grace: grace,
         },
         stop_rx.clone(),
@@ -162,11 +166,16 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         ListenerLimits {
             max_connections: settings.ingest_max_connections,
             header_timeout,
+            idle_timeout,
             shutdown_grace: grace,
         },
         stop_rx.clone(),
     ));
     ingest_rt.spawn(ops::sample(app.clone(), stop_rx.clone()));
+    if app.shield.is_some() {
+        ingest_rt.spawn(shield_tasks::rebuild_filter(app.clone(), stop_rx.clone()));
+        ingest_rt.spawn(shield_tasks::watch_attacks(app.clone(), stop_rx.clone()));
+    }
     if shared_store {
         ingest_rt.spawn(poll_changes(app.clone(), stop_rx.clone()));
     }
@@ -246,11 +255,19 @@ async fn poll_changes(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                         for tn in &changes.numbers {
                             app.cache.invalidate(tn);
                         }
+                        if let Some(shield) = &app.shield {
+                            shield
+                                .filter
+                                .insert(changes.numbers.iter().map(|tn| &tn.as_bytes()[..]));
+                        }
                     } else {
                         tracing::info!(
                             "more parcels changed elsewhere than a page holds; clearing the cache"
                         );
                         app.cache.invalidate_all();
+                        if let Some(shield) = &app.shield {
+                            shield.filter.degrade();
+                        }
                     }
                 }
                 first = false;

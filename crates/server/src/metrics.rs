@@ -28,9 +28,10 @@ pub enum Route {
     Ops,
     OpsData,
     Openapi,
+    Challenge,
     Other,
 }
-const ROUTES: [&str; 12] = [
+const ROUTES: [&str; 13] = [
     "parcel",
     "track",
     "track_form",
@@ -42,13 +43,20 @@ const ROUTES: [&str; 12] = [
     "ops",
     "ops_data",
     "openapi",
+    "challenge",
     "other",
 ];
 
 impl Route {
     /// Every route but `Other`, with the method and path template it serves and its listener
     /// (`None`: both). The OpenAPI document is checked against this list in tests.
-    pub const SERVED: [(Route, &'static str, &'static str, Option<Listener>); 11] = [
+    pub const SERVED: [(Route, &'static str, &'static str, Option<Listener>); 12] = [
+        (
+            Route::Challenge,
+            "POST",
+            "/v1/challenge",
+            Some(Listener::Public),
+        ),
         (
             Route::Parcel,
             "GET",

@@ -17,6 +17,8 @@ use crate::app::{App, Lookup};
 use crate::html;
 use crate::metrics::{Listener, Route};
 use crate::response::{self, Body, HTML, JSON, TEXT, with_body};
+use crate::shield::{Reason, network_of, unix_now};
+use rempart_shield::Priority;
 
 /// Longest path segment examined as a tracking number (13 characters, spaces and
 /// percent-encoding allow some slack); longer ones are refused without decoding.
@@ -24,34 +26,46 @@ pub const MAX_NUMBER_SEGMENT: usize = 64;
 /// Largest body of the search form (`POST /track`).
 pub const MAX_FORM_BODY: usize = 1024;
 
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
-    let (route, resp) = route(&app, req).await;
-    app.metrics.request(
-        Listener::Public,
-        route,
-        resp.status().as_u16(),
-        started.elapsed(),
-    );
+    let (route, resp) = route(&app, req, peer).await;
+    let took = started.elapsed();
+    app.metrics
+        .request(Listener::Public, route, resp.status().as_u16(), took);
+    if let Some(shield) = &app.shield {
+        shield.observe(took);
+    }
     resp
 }
 
-async fn route(app: &App, req: Request<Incoming>) -> (Route, Response<Body>) {
+async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> (Route, Response<Body>) {
     let path = req.uri().path();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     if let Some(segment) = path.strip_prefix("/v1/parcels/") {
         if !get {
             return (Route::Parcel, response::method_not_allowed("GET, HEAD"));
         }
-        return (Route::Parcel, parcel_json(app, segment).await);
+        return (
+            Route::Parcel,
+            parcel(app, &req, peer, segment, Page::Json).await,
+        );
     }
     if let Some(segment) = path.strip_prefix("/track/") {
         if !get {
             return (Route::Track, response::method_not_allowed("GET, HEAD"));
         }
-        return (Route::Track, parcel_html(app, segment).await);
+        return (
+            Route::Track,
+            parcel(app, &req, peer, segment, Page::Html).await,
+        );
     }
     match path {
+        "/v1/challenge" if req.method() == Method::POST && app.shield.is_some() => {
+            (Route::Challenge, challenge(app, req, peer).await)
+        }
+        "/v1/challenge" if app.shield.is_some() => {
+            (Route::Challenge, response::method_not_allowed("POST"))
+        }
         "/" if get => (
             Route::Index,
             cacheable(with_body(StatusCode::OK, HTML, html::index())),
@@ -113,34 +127,10 @@ fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-async fn parcel_json(app: &App, segment: &str) -> Response<Body> {
-    let tn = match parse_segment(segment) {
-        Ok(tn) => tn,
-        Err(message) => {
-            return response::error(StatusCode::BAD_REQUEST, "invalid_tracking_number", &message);
-        }
-    };
-    match app.lookup(tn).await {
-        Ok(Lookup::Found { parcel, stale_for }) => {
-            let mut resp = with_body(StatusCode::OK, JSON, parcel.json.clone());
-            mark_stale(&mut resp, stale_for);
-            resp
-        }
-        Ok(Lookup::NotFound) => response::error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no event is known for {tn}"),
-        ),
-        Err(e) => {
-            tracing::debug!(error = %e, "lookup failed");
-            response::retry_later(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "storage is not available; try again shortly",
-                1,
-            )
-        }
-    }
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Page {
+    Json,
+    Html,
 }
 
 /// A cached answer that could not be confirmed fresh carries its age (RFC 9111 `Age`) and
@@ -153,25 +143,122 @@ fn mark_stale(resp: &mut Response<Body>, stale_for: Option<u64>) {
     }
 }
 
-async fn parcel_html(app: &App, segment: &str) -> Response<Body> {
-    let shown = String::from_utf8_lossy(&percent_decode(segment.as_bytes()).unwrap_or_default())
+fn shown_input(segment: &str) -> String {
+    String::from_utf8_lossy(&percent_decode(segment.as_bytes()).unwrap_or_default())
         .chars()
         .take(MAX_NUMBER_SEGMENT)
-        .collect::<String>();
-    let tn = match parse_segment(segment) {
-        Ok(tn) => tn,
-        Err(message) => {
-            let page = html::message("Not a tracking number", &message, shown.trim());
-            return with_body(StatusCode::BAD_REQUEST, HTML, page);
-        }
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// The pass a client shows: header `X-Rempart-Pass`, or cookie `rempart_pass`.
+fn presented_pass(req: &Request<Incoming>) -> Option<String> {
+    if let Some(v) = req
+        .headers()
+        .get("x-rempart-pass")
+        .and_then(|v| v.to_str().ok())
+    {
+        return Some(v.trim().to_owned());
+    }
+    req.headers()
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            kv.trim()
+                .strip_prefix(&format!("{PASS_COOKIE}="))
+                .map(str::to_owned)
+        })
+}
+
+/// Cookie carrying a challenge pass.
+pub const PASS_COOKIE: &str = "rempart_pass";
+
+/// The shield's checks for one lookup, cheapest first (the number's syntax was checked already):
+/// existence filter, per-source limits, attack-mode pass. API-key clients skip the limits and
+/// the challenge and get the high storage priority.
+fn admit(
+    app: &App,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    tn: &TrackingNumber,
+    page: Page,
+) -> Result<Priority, Box<Response<Body>>> {
+    let Some(shield) = &app.shield else {
+        return Ok(Priority::Anonymous);
     };
-    match app.lookup(tn).await {
-        Ok(Lookup::Found { parcel, stale_for }) => {
-            let mut resp = with_body(StatusCode::OK, HTML, html::parcel(&parcel.view));
-            mark_stale(&mut resp, stale_for);
-            resp
+    // A shared store whose change feed cannot be read may hold numbers the filter never heard
+    // of: trust its "absent" only while the feed is healthy.
+    let filter_current =
+        !app.shared_store || app.feed_ok.load(std::sync::atomic::Ordering::Relaxed);
+    if filter_current && shield.filter.check(tn.as_bytes()) == rempart_shield::Verdict::Absent {
+        shield.refuse(Reason::Unknown, None);
+        return Err(Box::new(not_found(tn, page)));
+    }
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    if auth.is_some() && app.tokens.authorizes(auth) {
+        return Ok(Priority::High);
+    }
+    if let rempart_shield::Decision::Limit { retry_after, .. } = shield.limiter.check(peer.ip()) {
+        shield.refuse(Reason::RateLimited, Some(peer.ip()));
+        return Err(Box::new(response::retry_later(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests from your network; slow down",
+            retry_after,
+        )));
+    }
+    if shield.attack.is_on() {
+        let network = network_of(peer.ip());
+        let passed = presented_pass(req)
+            .is_some_and(|pass| shield.challenges.check_pass(&network, &pass, unix_now()));
+        if !passed {
+            shield.refuse(Reason::Challenge, Some(peer.ip()));
+            let challenge = shield.challenges.issue(&network, unix_now());
+            let mut resp = match page {
+                Page::Html => with_body(
+                    StatusCode::FORBIDDEN,
+                    HTML,
+                    crate::shield::challenge_page(&challenge.seed, challenge.difficulty),
+                ),
+                Page::Json => with_body(
+                    StatusCode::FORBIDDEN,
+                    JSON,
+                    serde_json::json!({
+                        "error": "challenge_required",
+                        "message": "the service is under attack: solve the challenge and POST it to /v1/challenge, then send the pass in X-Rempart-Pass (see README)",
+                        "challenge": {
+                            "algorithm": "sha256-leading-zero-bits",
+                            "seed": challenge.seed,
+                            "difficulty": challenge.difficulty,
+                            "expires": challenge.expires,
+                        },
+                        "submit": "/v1/challenge",
+                    })
+                    .to_string(),
+                ),
+            };
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Err(Box::new(resp));
         }
-        Ok(Lookup::NotFound) => with_body(
+    }
+    Ok(Priority::Anonymous)
+}
+
+fn not_found(tn: &TrackingNumber, page: Page) -> Response<Body> {
+    match page {
+        Page::Json => response::error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no event is known for {tn}"),
+        ),
+        Page::Html => with_body(
             StatusCode::NOT_FOUND,
             HTML,
             html::message(
@@ -180,7 +267,18 @@ async fn parcel_html(app: &App, segment: &str) -> Response<Body> {
                 tn.as_str(),
             ),
         ),
-        Err(_) => {
+    }
+}
+
+fn overloaded(tn: &TrackingNumber, page: Page) -> Response<Body> {
+    match page {
+        Page::Json => response::retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the service is busy; try again shortly",
+            1,
+        ),
+        Page::Html => {
             let mut resp = with_body(
                 StatusCode::SERVICE_UNAVAILABLE,
                 HTML,
@@ -194,6 +292,120 @@ async fn parcel_html(app: &App, segment: &str) -> Response<Body> {
                 .insert(hyper::header::RETRY_AFTER, HeaderValue::from(1));
             resp
         }
+    }
+}
+
+/// `GET /v1/parcels/{n}` and `GET /track/{n}`.
+async fn parcel(
+    app: &App,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    segment: &str,
+    page: Page,
+) -> Response<Body> {
+    let tn = match parse_segment(segment) {
+        Ok(tn) => tn,
+        Err(message) => {
+            if let Some(shield) = &app.shield {
+                shield.refuse(Reason::Invalid, None);
+            }
+            return match page {
+                Page::Json => {
+                    response::error(StatusCode::BAD_REQUEST, "invalid_tracking_number", &message)
+                }
+                Page::Html => with_body(
+                    StatusCode::BAD_REQUEST,
+                    HTML,
+                    html::message("Not a tracking number", &message, &shown_input(segment)),
+                ),
+            };
+        }
+    };
+    let priority = match admit(app, req, peer, &tn, page) {
+        Ok(priority) => priority,
+        Err(resp) => return *resp,
+    };
+    match app.lookup(tn, priority).await {
+        Ok(Lookup::Found { parcel, stale_for }) => {
+            let mut resp = match page {
+                Page::Json => with_body(StatusCode::OK, JSON, parcel.json.clone()),
+                Page::Html => with_body(StatusCode::OK, HTML, html::parcel(&parcel.view)),
+            };
+            mark_stale(&mut resp, stale_for);
+            resp
+        }
+        Ok(Lookup::NotFound) => not_found(&tn, page),
+        Ok(Lookup::Shed) => {
+            if let Some(shield) = &app.shield {
+                shield.refuse(Reason::Overloaded, Some(peer.ip()));
+            }
+            overloaded(&tn, page)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "lookup failed");
+            overloaded(&tn, page)
+        }
+    }
+}
+
+/// Largest body of `POST /v1/challenge`.
+pub const MAX_CHALLENGE_BODY: usize = 1024;
+
+/// `POST /v1/challenge` with `{"seed":…,"nonce":…}` → a pass (JSON and cookie).
+async fn challenge(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let Some(shield) = &app.shield else {
+        return response::not_found_route();
+    };
+    let body = match Limited::new(req.into_body(), MAX_CHALLENGE_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return response::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "at most 1 KiB",
+            );
+        }
+    };
+    #[derive(serde::Deserialize)]
+    struct Solution {
+        seed: String,
+        nonce: String,
+    }
+    let solution: Solution = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            return response::error(
+                StatusCode::BAD_REQUEST,
+                "challenge_failed",
+                &format!("expected {{\"seed\":…,\"nonce\":…}}: {e}"),
+            );
+        }
+    };
+    match shield.challenges.redeem(
+        &network_of(peer.ip()),
+        &solution.seed,
+        &solution.nonce,
+        unix_now(),
+    ) {
+        Ok((pass, expires)) => {
+            let mut resp = with_body(
+                StatusCode::OK,
+                JSON,
+                serde_json::json!({ "pass": pass, "expires": expires }).to_string(),
+            );
+            let cookie = format!(
+                "{PASS_COOKIE}={pass}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax",
+                shield.challenges.pass_ttl()
+            );
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                resp.headers_mut().insert(hyper::header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(e) => response::error(StatusCode::BAD_REQUEST, "challenge_failed", &e.to_string()),
     }
 }
 

@@ -1,0 +1,376 @@
+//! The shield's layers against the real server: slow and idle clients, per-source connection
+//! caps, the existence filter, per-source rate limits, the challenge protocol end to end (in Rust
+//! and in a real browser), attack mode switching on and off by itself, and the switch to turn it
+//! all off.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{Server, TOKEN, event_line, request};
+
+/// Hang guard for "the server eventually does X" (not a performance assertion).
+const WITHIN: Duration = Duration::from_secs(20);
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WITHIN;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within {WITHIN:?}");
+}
+
+/// A raw connection from a chosen loopback source address.
+fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(source.parse::<IpAddr>().unwrap(), 0))
+            .unwrap();
+        socket.connect(to).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    stream.set_read_timeout(Some(WITHIN)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+    }
+}
+
+fn get_from(source: &str, server: &Server, path: &str, headers: &str) -> (u16, String) {
+    let mut s = connect_from(source, server.public);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{headers}\r\n"
+    )
+    .unwrap();
+    let reply = String::from_utf8_lossy(&read_until_closed(&mut s)).into_owned();
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, reply)
+}
+
+fn ingest_one(server: &Server, id: &str, tn: &str) {
+    let resp = server
+        .ingest(event_line(id, tn, "PC1", "2025-12-22T07:00:00Z", Some("Paris 15")).as_bytes());
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+#[test]
+fn slow_idle_and_greedy_clients_cannot_pin_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--header-timeout-ms",
+            "300",
+            "--idle-timeout-ms",
+            "500",
+            "--source-max-connections",
+            "3",
+        ],
+        &[],
+    );
+    // A client sending its head byte by byte is cut off at the header timeout.
+    let mut slow = connect_from("127.0.0.5", server.public);
+    for b in b"GET /v1/parcels/RR123456785FR HTTP/1.1\r\nHo" {
+        if slow.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    read_until_closed(&mut slow);
+    assert!(started.elapsed() < WITHIN);
+
+    // An idle keep-alive connection is closed after the idle timeout.
+    let mut idle = connect_from("127.0.0.6", server.public);
+    write!(idle, "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let reply = read_until_closed(&mut idle);
+    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+
+    // One source holds at most 3 connections; the 4th is closed at once, others are unaffected.
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| connect_from("127.0.0.7", server.public))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut fourth = connect_from("127.0.0.7", server.public);
+    let _ = fourth.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert!(
+        read_until_closed(&mut fourth).is_empty(),
+        "the 4th connection of a source is refused"
+    );
+    assert_eq!(get_from("127.0.0.8", &server, "/healthz", "").0, 200);
+    assert_eq!(
+        server.metric("rempart_shield_refused_total{reason=\"source_conn_cap\"}"),
+        1
+    );
+    drop(held);
+}
+
+#[test]
+fn unknown_numbers_are_refused_without_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    ingest_one(&server, "f:1", "RR123456785FR");
+    wait_for("the existence filter is built", || {
+        server.metric("rempart_filter_numbers") >= 1
+            || server.metric("rempart_filter_recent_numbers") >= 1
+    });
+    std::thread::sleep(Duration::from_millis(1_200));
+    let misses = server.metric("rempart_cache_lookups_total{result=\"miss\"}");
+    for serial in 0..20u32 {
+        let tn = rempart_domain::TrackingNumber::s10("ZZ", 10_000 + serial, "FR").unwrap();
+        let resp = server.get(&format!("/v1/parcels/{tn}"));
+        assert_eq!(resp.status, 404);
+        assert_eq!(resp.json()["error"], "not_found");
+    }
+    assert_eq!(
+        server.metric("rempart_cache_lookups_total{result=\"miss\"}"),
+        misses,
+        "storage was not asked"
+    );
+    assert!(server.metric("rempart_shield_refused_total{reason=\"unknown\"}") >= 19);
+    assert_eq!(server.get("/v1/parcels/RR123456785FR").status, 200);
+}
+
+#[test]
+fn per_source_rate_limits_answer_429_and_spare_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--rate-per-source", "5", "--rate-per-prefix", "1000"],
+        &[],
+    );
+    ingest_one(&server, "r:1", "RR123456785FR");
+    let mut limited = 0;
+    let mut retry_after = false;
+    for _ in 0..20 {
+        let (status, reply) = get_from("127.0.0.9", &server, "/v1/parcels/RR123456785FR", "");
+        if status == 429 {
+            limited += 1;
+            retry_after |= reply.to_ascii_lowercase().contains("retry-after: 1");
+            assert!(reply.contains("\"error\":\"rate_limited\""), "{reply}");
+        }
+    }
+    assert!(limited >= 10, "only {limited} of 20 limited");
+    assert!(retry_after);
+    assert_eq!(
+        get_from("127.0.1.9", &server, "/v1/parcels/RR123456785FR", "").0,
+        200,
+        "another source is fine"
+    );
+    // API-key clients are not rate limited.
+    for _ in 0..20 {
+        let (status, _) = get_from(
+            "127.0.0.9",
+            &server,
+            "/v1/parcels/RR123456785FR",
+            &format!("authorization: Bearer {TOKEN}\r\n"),
+        );
+        assert_eq!(status, 200);
+    }
+    assert!(server.metric("rempart_shield_refused_total{reason=\"rate_limited\"}") >= 10);
+}
+
+#[test]
+fn the_challenge_protocol_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--attack-mode", "on", "--challenge-difficulty", "10"],
+        &[],
+    );
+    ingest_one(&server, "c:1", "RR123456785FR");
+    let resp = server.get("/v1/parcels/RR123456785FR");
+    assert_eq!(resp.status, 403);
+    let body = resp.json();
+    assert_eq!(body["error"], "challenge_required");
+    let seed = body["challenge"]["seed"].as_str().unwrap().to_owned();
+    let difficulty = body["challenge"]["difficulty"].as_u64().unwrap() as u8;
+    assert_eq!(difficulty, 10);
+
+    // A wrong answer earns nothing.
+    let bad = request(
+        server.public,
+        "POST",
+        "/v1/challenge",
+        &[],
+        format!("{{\"seed\":\"{seed}\",\"nonce\":\"x y\"}}").as_bytes(),
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"], "challenge_failed");
+
+    let nonce = rempart_shield::solve(&seed, difficulty);
+    let resp = request(
+        server.public,
+        "POST",
+        "/v1/challenge",
+        &[],
+        format!("{{\"seed\":\"{seed}\",\"nonce\":\"{nonce}\"}}").as_bytes(),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let pass = resp.json()["pass"].as_str().unwrap().to_owned();
+    assert!(
+        resp.header("set-cookie")
+            .unwrap()
+            .starts_with(&format!("rempart_pass={pass};"))
+    );
+
+    let with_header = request(
+        server.public,
+        "GET",
+        "/v1/parcels/RR123456785FR",
+        &[("x-rempart-pass", &pass)],
+        b"",
+    );
+    assert_eq!(with_header.status, 200);
+    let with_cookie = request(
+        server.public,
+        "GET",
+        "/track/RR123456785FR",
+        &[("cookie", &format!("a=b; rempart_pass={pass}"))],
+        b"",
+    );
+    assert_eq!(with_cookie.status, 200);
+    let forged = request(
+        server.public,
+        "GET",
+        "/v1/parcels/RR123456785FR",
+        &[("x-rempart-pass", &format!("{}00", &pass[..pass.len() - 2]))],
+        b"",
+    );
+    assert_eq!(forged.status, 403);
+    // The pass is bound to the client's network.
+    let (status, _) = get_from(
+        "127.0.9.1",
+        &server,
+        "/v1/parcels/RR123456785FR",
+        &format!("x-rempart-pass: {pass}\r\n"),
+    );
+    assert_eq!(status, 403);
+    // API-key clients and ingest never pay.
+    assert_eq!(
+        server.get_as_partner("/v1/parcels/RR123456785FR").status,
+        200
+    );
+    ingest_one(&server, "c:2", "6A12345678905");
+    // The HTML page carries the browser's solver.
+    let page = server.get("/track/RR123456785FR");
+    assert_eq!(page.status, 403);
+    assert!(page.text().contains("/v1/challenge") && page.text().contains("<noscript>"));
+}
+
+#[test]
+fn a_browser_solves_the_challenge_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--attack-mode", "on", "--challenge-difficulty", "12"],
+        &[],
+    );
+    ingest_one(&server, "b:1", "RR123456785FR");
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg(format!("http://{}/track/RR123456785FR", server.public))
+        .output()
+        .expect("run chromium (scripts/ensure-chromium installs it)");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("Parcel RR123456785FR") && dom.contains("Paris 15"),
+        "the browser did not get through: {dom}"
+    );
+    assert!(
+        server.metric(
+            "rempart_http_requests_total{listener=\"public\",route=\"challenge\",status=\"200\"}"
+        ) >= 1
+    );
+}
+
+#[test]
+fn attack_mode_switches_on_under_a_flood_and_off_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--rate-per-source",
+            "2",
+            "--attack-min-requests",
+            "20",
+            "--attack-refused-ratio",
+            "0.5",
+            "--attack-calm-s",
+            "2",
+        ],
+        &[],
+    );
+    ingest_one(&server, "a:1", "RR123456785FR");
+    assert_eq!(server.metric("rempart_shield_attack_mode"), 0);
+    wait_for("attack mode switches on", || {
+        for _ in 0..60 {
+            let _ = server.get("/v1/parcels/RR123456785FR");
+        }
+        server.metric("rempart_shield_attack_mode") == 1
+    });
+    let data = request(server.ingest, "GET", "/ops/data", &[], b"").json();
+    assert_eq!(data["shield"]["attack_mode"], true);
+    assert_eq!(
+        data["shield"]["top_refused_prefixes"][0]["prefix"],
+        "127.0.0.0"
+    );
+    wait_for("attack mode switches off once the flood stops", || {
+        server.metric("rempart_shield_attack_mode") == 0
+    });
+}
+
+#[test]
+fn the_shield_can_be_switched_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--shield", "false", "--rate-per-source", "1"],
+        &[],
+    );
+    ingest_one(&server, "o:1", "RR123456785FR");
+    for _ in 0..30 {
+        assert_eq!(server.get("/v1/parcels/RR123456785FR").status, 200);
+    }
+    assert_eq!(server.get("/v1/parcels/ZZ000012345FR").status, 400);
+    let metrics = request(server.ingest, "GET", "/metrics", &[], b"").text();
+    assert!(!metrics.contains("rempart_shield_refused_total"));
+}

@@ -1,0 +1,191 @@
+//! Bounded, latency-adaptive concurrency toward storage, with priorities.
+//!
+//! At most `limit` storage reads run at once. The limit adapts (AIMD): a read slower than the
+//! latency target lowers it by a tenth, a fast one raises it by 1/limit, between a floor and a
+//! ceiling. Anonymous lookups may use only the part of the limit not reserved for priority
+//! clients (API keys). A lookup that cannot start within its queue deadline is refused at once
+//! (503): shedding early beats queueing until the client times out. Ingest never goes through
+//! here: it has its own runtime and the store's group commit.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Clients with an API key.
+    High,
+    /// Everyone else.
+    Anonymous,
+}
+
+pub struct ConcurrencyLimiter {
+    floor: usize,
+    ceiling: usize,
+    /// Share of the limit only high-priority reads may use, in percent.
+    reserved_percent: usize,
+    target: Duration,
+    limit: Mutex<f64>,
+    in_flight: AtomicUsize,
+    freed: Notify,
+}
+
+/// A running storage read; report its latency with `done`, or drop it.
+pub struct Permit<'a> {
+    limiter: &'a ConcurrencyLimiter,
+    started: Instant,
+}
+
+impl Permit<'_> {
+    /// Releases the slot and feeds the read's latency to the limit.
+    pub fn done(self) {
+        let took = self.started.elapsed();
+        let mut limit = self.limiter.limit.lock().unwrap_or_else(|p| p.into_inner());
+        *limit = if took > self.limiter.target {
+            (*limit * 0.9).max(self.limiter.floor as f64)
+        } else {
+            (*limit + 1.0 / *limit).min(self.limiter.ceiling as f64)
+        };
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.limiter.in_flight.fetch_sub(1, Relaxed);
+        self.limiter.freed.notify_one();
+    }
+}
+
+impl ConcurrencyLimiter {
+    pub fn new(
+        floor: usize,
+        ceiling: usize,
+        reserved_percent: usize,
+        target: Duration,
+    ) -> ConcurrencyLimiter {
+        assert!(floor >= 1 && floor <= ceiling && reserved_percent < 100);
+        ConcurrencyLimiter {
+            floor,
+            ceiling,
+            reserved_percent,
+            target,
+            limit: Mutex::new(ceiling as f64),
+            in_flight: AtomicUsize::new(0),
+            freed: Notify::new(),
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        *self.limit.lock().unwrap_or_else(|p| p.into_inner()) as usize
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Relaxed)
+    }
+
+    fn try_take(&self, priority: Priority) -> bool {
+        let limit = self.limit();
+        let cap = match priority {
+            Priority::High => limit,
+            Priority::Anonymous => (limit * (100 - self.reserved_percent) / 100).max(1),
+        };
+        self.in_flight
+            .fetch_update(Relaxed, Relaxed, |n| (n < cap).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// A slot, waiting at most `deadline`; `None` means: refuse now (503).
+    pub async fn acquire(&self, priority: Priority, deadline: Duration) -> Option<Permit<'_>> {
+        let give_up = tokio::time::Instant::now() + deadline;
+        loop {
+            let notified = self.freed.notified();
+            if self.try_take(priority) {
+                return Some(Permit {
+                    limiter: self,
+                    started: Instant::now(),
+                });
+            }
+            if tokio::time::timeout_at(give_up, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn anonymous_reads_leave_room_for_priority_ones_and_are_shed_on_time() {
+        let l = ConcurrencyLimiter::new(1, 10, 20, Duration::from_secs(1));
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            held.push(
+                l.acquire(Priority::Anonymous, Duration::ZERO)
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert!(
+            l.acquire(Priority::Anonymous, Duration::from_millis(20))
+                .await
+                .is_none(),
+            "anonymous cap is 80%"
+        );
+        let high = l.acquire(Priority::High, Duration::ZERO).await;
+        assert!(high.is_some(), "priority clients use the reserve");
+        drop(held.pop());
+        drop(high);
+        assert!(
+            l.acquire(Priority::Anonymous, Duration::from_millis(20))
+                .await
+                .is_some(),
+            "a freed slot is reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_waiting_read_gets_a_slot_freed_before_its_deadline() {
+        let l = std::sync::Arc::new(ConcurrencyLimiter::new(1, 1, 0, Duration::from_secs(1)));
+        let first = l
+            .acquire(Priority::Anonymous, Duration::ZERO)
+            .await
+            .unwrap();
+        let waiter = {
+            let l = l.clone();
+            tokio::spawn(async move {
+                l.acquire(Priority::Anonymous, Duration::from_secs(5))
+                    .await
+                    .is_some()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(first);
+        assert!(waiter.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn slow_reads_lower_the_limit_and_fast_ones_raise_it() {
+        let l = ConcurrencyLimiter::new(2, 100, 0, Duration::from_millis(1));
+        for _ in 0..30 {
+            let p = l.acquire(Priority::High, Duration::ZERO).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            p.done();
+        }
+        let lowered = l.limit();
+        assert!(lowered < 10, "{lowered}");
+        let fast = ConcurrencyLimiter::new(2, 100, 0, Duration::from_secs(10));
+        *fast.limit.lock().unwrap() = 2.0;
+        for _ in 0..100 {
+            fast.acquire(Priority::High, Duration::ZERO)
+                .await
+                .unwrap()
+                .done();
+        }
+        assert!(fast.limit() > 5, "{}", fast.limit());
+        assert!(lowered >= 2, "never below the floor");
+    }
+}
