@@ -23,8 +23,10 @@ build() {
 start_node() {
     local name="$1"; shift
     local out="$WORK/$name.out"
-    REMPART_INGEST_TOKEN=bench-token REMPART_LOG=warn taskset -c "$SERVER_CORE" \
-        "$BIN" serve --data "$WORK/$name-data" --public 127.0.0.1:0 --ingest 127.0.0.1:0 \
+    rm -f "$out"
+    # Addresses by variable, so that flags in "$@" may override them.
+    REMPART_INGEST_TOKEN=bench-token REMPART_LOG=warn REMPART_PUBLIC=127.0.0.1:0 REMPART_INGEST=127.0.0.1:0 \
+        taskset -c "$SERVER_CORE" "$BIN" serve --data "$WORK/$name-data-$RANDOM" \
         --public-threads 1 "$@" >"$out" 2>"$WORK/$name.err" &
     PIDS+=($!)
     for _ in $(seq 1 600); do

@@ -206,12 +206,7 @@ fn admit(
     }
     if let rempart_shield::Decision::Limit { retry_after, .. } = shield.limiter.check(peer.ip()) {
         shield.refuse(Reason::RateLimited, Some(peer.ip()));
-        return Err(Box::new(response::retry_later(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many requests from your network; slow down",
-            retry_after,
-        )));
+        return Err(Box::new(response::rate_limited(retry_after)));
     }
     if shield.attack.is_on() {
         let network = network_of(peer.ip());

@@ -313,3 +313,70 @@ fetch("/v1/challenge", {{method: "POST", headers: {{"content-type": "application
 "#
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ServeArgs, Settings};
+
+    /// Every metric the Grafana dashboard charts is one the node exports.
+    #[test]
+    fn the_grafana_dashboard_uses_only_exported_metrics() {
+        let settings = Settings::resolve(ServeArgs::default()).unwrap();
+        let mut text = crate::metrics::Metrics::new().render();
+        Shield::new(&settings).render_metrics(&mut text);
+        // Counters with no samples yet still declare themselves in # TYPE lines.
+        let exported: std::collections::HashSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/grafana-dashboard.json");
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut checked = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if !word.starts_with("rempart_") {
+                        continue;
+                    }
+                    let base = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|s| word.strip_suffix(s))
+                        .unwrap_or(word);
+                    assert!(
+                        exported.contains(base),
+                        "the dashboard charts {word}, which the node does not export"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 12);
+    }
+
+    #[test]
+    fn the_window_reports_refusals_and_p99() {
+        let settings = Settings::resolve(ServeArgs::default()).unwrap();
+        let shield = Shield::new(&settings);
+        for _ in 0..99 {
+            shield.observe(Duration::from_micros(300));
+        }
+        shield.observe(Duration::from_millis(80));
+        shield.refuse(Reason::RateLimited, Some("127.9.9.9".parse().unwrap()));
+        shield.refuse(Reason::Invalid, None);
+        let w = shield.take_window();
+        assert_eq!(
+            (w.requests, w.refused),
+            (100, 1),
+            "invalid numbers do not count toward attack mode"
+        );
+        assert_eq!(w.p99, Duration::from_micros(500));
+        assert_eq!(shield.take_window().requests, 0);
+        assert_eq!(shield.refused_total()[Reason::Invalid as usize], 1);
+    }
+}

@@ -12,7 +12,6 @@
 //! Why not `governor`: its keyed limiter keeps one state per key in a map that grows with the
 //! number of distinct sources — exactly what a flood from millions of addresses exploits.
 
-use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering::Relaxed};
@@ -40,13 +39,14 @@ impl Sketch {
         }
     }
 
+    /// The counter of each row for `key`: one 64-bit mix (splitmix64's finaliser), cut into
+    /// four 16-bit column indices. One hash per key instead of one per row.
     fn cells(key: u64) -> [usize; ROWS] {
-        std::array::from_fn(|row| {
-            let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
-            h.write_u64(key);
-            h.write_usize(row);
-            row * COLUMNS + (h.finish() as usize % COLUMNS)
-        })
+        let mut z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        std::array::from_fn(|row| row * COLUMNS + ((z >> (16 * row)) as usize & (COLUMNS - 1)))
     }
 
     fn estimate(&self, cells: &[usize; ROWS]) -> u32 {
