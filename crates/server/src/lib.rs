@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use rempart_domain::Timestamp;
+use rempart_domain::{Timestamp, TrackingNumber};
 use rempart_store::{ChangeCursor, EventStore, StoreError};
 use tokio::sync::watch;
 
@@ -41,6 +41,8 @@ use crate::app::App;
 use crate::http::ListenerLimits;
 use crate::metrics::Listener;
 
+/// Parcel versions a node remembers having handled from the change feed.
+pub const HANDLED_VERSIONS: usize = 200_000;
 /// Most tracking numbers taken from a change feed per poll.
 pub const CHANGE_FEED_PAGE: usize = 10_000;
 
@@ -245,6 +247,8 @@ async fn wait_for_signal() {
 async fn poll_changes(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_millis(app.settings.change_poll_ms);
     let mut cursor = ChangeCursor::default();
+    let mut handled: std::collections::HashMap<TrackingNumber, u64> =
+        std::collections::HashMap::new();
     let mut first = true;
     loop {
         match app.store.changes_since(cursor, CHANGE_FEED_PAGE).await {
@@ -252,13 +256,24 @@ async fn poll_changes(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 // The first poll only positions the cursor: the cache starts empty.
                 if !first {
                     if changes.complete {
-                        for tn in &changes.numbers {
+                        // The feed re-reports recent changes; act once per parcel version.
+                        let fresh: Vec<TrackingNumber> = changes
+                            .numbers
+                            .iter()
+                            .filter(|(tn, version)| handled.insert(*tn, *version) != Some(*version))
+                            .map(|(tn, _)| *tn)
+                            .collect();
+                        if handled.len() > HANDLED_VERSIONS {
+                            // Bounded: forgetting costs at most one more invalidation per parcel.
+                            handled.clear();
+                        }
+                        for tn in &fresh {
                             app.cache.invalidate(tn);
                         }
                         if let Some(shield) = &app.shield {
                             shield
                                 .filter
-                                .insert(changes.numbers.iter().map(|tn| &tn.as_bytes()[..]));
+                                .insert(fresh.iter().map(|tn| &tn.as_bytes()[..]));
                         }
                     } else {
                         tracing::info!(

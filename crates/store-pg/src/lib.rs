@@ -255,10 +255,14 @@ impl EventStore for PgStore {
             });
         }
         let since = cursor.0 - self.options.change_window.as_micros() as i64;
+        // The version is the parcel's event count: events are never deleted, so it grows with
+        // every event that becomes visible, whatever order transactions commit in.
         let rows = client
             .query(
-                "SELECT DISTINCT tracking_number FROM rempart_events \
-                 WHERE ingested_at >= to_timestamp($1::FLOAT8 / 1000000) LIMIT $2",
+                "SELECT tracking_number, count(*) FROM rempart_events WHERE tracking_number IN \
+                 (SELECT DISTINCT tracking_number FROM rempart_events \
+                  WHERE ingested_at >= to_timestamp($1::FLOAT8 / 1000000) LIMIT $2) \
+                 GROUP BY tracking_number",
                 &[&(since as f64), &(limit as i64 + 1)],
             )
             .await
@@ -269,7 +273,9 @@ impl EventStore for PgStore {
             .take(limit)
             .map(|row| {
                 let tn: String = row.get(0);
+                let version: i64 = row.get(1);
                 TrackingNumber::from_bytes(tn.as_bytes())
+                    .map(|tn| (tn, version as u64))
                     .map_err(|_| StoreError::Corrupt("invalid tracking_number".into()))
             })
             .collect::<Result<_, _>>()?;

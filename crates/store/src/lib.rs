@@ -59,8 +59,11 @@ pub struct ChangeCursor(pub i64);
 /// What [`EventStore::changes_since`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Changes {
-    /// Parcels that may have changed (possibly with repeats).
-    pub numbers: Vec<TrackingNumber>,
+    /// Parcels that may have changed (possibly with repeats), each with its version: the number
+    /// of its events now visible, which grows with every event that becomes visible. A node
+    /// that already handled a parcel at this version can skip it (the feed re-reports recent
+    /// changes).
+    pub numbers: Vec<(TrackingNumber, u64)>,
     /// The cursor to pass next time.
     pub next: ChangeCursor,
     /// False when more parcels changed than the limit allowed to list.
