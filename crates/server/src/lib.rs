@@ -201,10 +201,10 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     Ok(())
 }
 
-/// The line tests and scripts wait for, then the demo's numbers to try.
+/// The demo's numbers to try, then the line tests and scripts wait for (last, so that whoever
+/// waits for it has everything printed before it).
 fn print_ready(settings: &Settings, public: std::net::SocketAddr, ingest: std::net::SocketAddr) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "rempart listening public={public} ingest={ingest}");
     if settings.demo {
         let _ = writeln!(
             out,
@@ -224,6 +224,7 @@ fn print_ready(settings: &Settings, public: std::net::SocketAddr, ingest: std::n
             );
         }
     }
+    let _ = writeln!(out, "rempart listening public={public} ingest={ingest}");
     let _ = out.flush();
 }
 

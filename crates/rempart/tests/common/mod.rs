@@ -108,11 +108,7 @@ impl Server {
                 break;
             }
         }
-        // Lines after the listening line (demo numbers) arrive soon after; collect what is there.
-        std::thread::sleep(Duration::from_millis(50));
-        while let Ok(line) = rx.try_recv() {
-            banner.push(line);
-        }
+        // The listening line comes last: everything the server printed before it is in `banner`.
         self.banner = banner;
         self.child = Some(child);
     }
