@@ -183,6 +183,7 @@ pub async fn run(
                 accepted,
                 duplicates,
             } => {
+                tracing::debug!(first = pending[0].seq, last, accepted, duplicates, to = %target.authority, "batch acknowledged");
                 spool.lock().await.ack(last).map_err(|e| e.to_string())?;
                 stats.forwarded.fetch_add(accepted, Relaxed);
                 stats.duplicates.fetch_add(duplicates, Relaxed);

@@ -496,3 +496,75 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod model {
+    use super::*;
+
+    /// Random appends, reads (forwarder batches and status peeks), acks and reopens, checked
+    /// against the obvious model: the forwarder sees every record once, in order.
+    #[test]
+    fn the_forwarder_sees_every_record_in_order_whatever_happens() {
+        let mut state = 0x1234_5678_9ABC_DEF1u64;
+        let mut rand = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let mut spool = Spool::open(dir.path(), u64::MAX).unwrap();
+            let mut appended = 0u64;
+            let mut forwarded: Vec<u64> = Vec::new();
+            for _ in 0..400 {
+                match rand(10) {
+                    0..=3 => {
+                        let n = 1 + rand(50) as usize;
+                        let size = if rand(4) == 0 { 40_000 } else { 100 };
+                        let batch: Vec<Vec<u8>> =
+                            (0..n).map(|i| vec![b'a' + (i % 26) as u8; size]).collect();
+                        let range = spool.append(&batch).unwrap();
+                        assert_eq!(range.start, appended + 1);
+                        appended = range.end - 1;
+                    }
+                    4..=6 => {
+                        let batch = spool.pending(1 + rand(30) as usize).unwrap();
+                        if let Some(last) = batch.last().map(|r| r.seq) {
+                            let expected: Vec<u64> = (spool.acked() + 1..=last).collect();
+                            assert_eq!(
+                                batch.iter().map(|r| r.seq).collect::<Vec<_>>(),
+                                expected,
+                                "round {round}"
+                            );
+                            if rand(3) > 0 {
+                                forwarded.extend(&expected);
+                                spool.ack(last).unwrap();
+                            }
+                        }
+                    }
+                    7 => {
+                        let _ = spool.oldest_age_seconds().unwrap();
+                    }
+                    8 => {
+                        drop(spool);
+                        spool = Spool::open(dir.path(), u64::MAX).unwrap();
+                    }
+                    _ => {
+                        let peek = spool.pending(1).unwrap();
+                        if let Some(r) = peek.first() {
+                            assert_eq!(r.seq, spool.acked() + 1);
+                        }
+                    }
+                }
+            }
+            let rest = spool.pending(usize::MAX).unwrap();
+            forwarded.extend(rest.iter().map(|r| r.seq));
+            assert_eq!(
+                forwarded,
+                (1..=appended).collect::<Vec<_>>(),
+                "round {round}"
+            );
+        }
+    }
+}

@@ -39,7 +39,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, _peer: SocketAddr) ->
     resp
 }
 
-async fn route(app: &App, req: Request<Incoming>) -> (Route, Response<Body>) {
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> (Route, Response<Body>) {
     match req.uri().path() {
         "/v1/events" if req.method() == Method::POST => (Route::Events, events(app, req).await),
         "/v1/events" => (Route::Events, response::method_not_allowed("POST")),
@@ -113,7 +113,7 @@ fn too_large(message: &str) -> Response<Body> {
     response::error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
 }
 
-async fn events(app: &App, req: Request<Incoming>) -> Response<Body> {
+async fn events(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let auth = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
     if !app.tokens.authorizes(auth) {
         let mut resp = response::error(
@@ -165,22 +165,41 @@ async fn events(app: &App, req: Request<Incoming>) -> Response<Body> {
             return with_body(StatusCode::BAD_REQUEST, JSON, body.to_string());
         }
     };
+    // The commit and what must follow it (cache invalidation, existence filter) run in a task
+    // of their own: if the client goes away mid-request, hyper drops this handler, but a batch
+    // that reached the store must still invalidate the cache and feed the filter.
+    let app = app.clone();
+    match tokio::spawn(async move { commit(&app, batch).await }).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(error = %e, "ingest commit task failed");
+            response::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the batch may not be stored; send it again",
+            )
+        }
+    }
+}
+
+async fn commit(app: &App, batch: Vec<Event>) -> Response<Body> {
     let touched: HashSet<_> = batch.iter().map(|e| e.tracking_number).collect();
     let started = Instant::now();
     match app.store.append(batch).await {
         Ok(outcome) => {
             app.metrics.commit(started.elapsed());
             // Durable now: forget what the cache held for these parcels (duplicates change
-            // nothing, so an all-duplicate resend keeps the cache).
+            // nothing, so an all-duplicate resend keeps the cache). The filter learns the
+            // numbers either way: inserting a known number again is harmless.
             if outcome.accepted > 0 {
                 for tn in &touched {
                     app.cache.invalidate(tn);
                 }
-                if let Some(shield) = &app.shield {
-                    shield
-                        .filter
-                        .insert(touched.iter().map(|tn| &tn.as_bytes()[..]));
-                }
+            }
+            if let Some(shield) = &app.shield {
+                shield
+                    .filter
+                    .insert(touched.iter().map(|tn| &tn.as_bytes()[..]));
             }
             app.metrics.ingest_batches.fetch_add(1, Relaxed);
             app.metrics

@@ -209,3 +209,29 @@ mod tests {
         assert_eq!(f.check(&n(110)), Verdict::Maybe);
     }
 }
+
+#[cfg(test)]
+mod small_sets {
+    use super::*;
+
+    #[test]
+    fn every_size_has_no_false_negatives() {
+        for size in 0..600u64 {
+            let f = ExistenceFilter::new(10);
+            let numbers: Vec<[u8; 13]> = (0..size)
+                .map(|i| {
+                    let mut out = *b"6D00000000000";
+                    out[2..].copy_from_slice(format!("{:011}", 2_000_000 + i * 7).as_bytes());
+                    out
+                })
+                .collect();
+            f.begin_rebuild();
+            if let Err(e) = f.finish_rebuild(&numbers) {
+                panic!("size {size}: {e}");
+            }
+            for n in &numbers {
+                assert_eq!(f.check(n), Verdict::Maybe, "size {size}: false negative");
+            }
+        }
+    }
+}
