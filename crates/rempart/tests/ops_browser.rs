@@ -4,28 +4,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Server, event_line};
-
-fn chromium(profile: &std::path::Path, args: &[String]) -> std::process::Output {
-    Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .output()
-        .expect("run chromium (scripts/ensure-chromium installs it)")
-}
+use common::{Server, chromium, event_line};
 
 /// The value of attribute `attr` of the element with id `id` in a dumped DOM.
 fn attribute(dom: &str, id: &str, attr: &str) -> Option<String> {

@@ -294,23 +294,14 @@ fn a_browser_solves_the_challenge_by_itself() {
         &[],
     );
     ingest_one(&server, "b:1", "RR123456785FR");
-    let out = std::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--virtual-time-budget=20000",
-            "--dump-dom",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.path().join("profile").display()
-        ))
-        .arg(format!("http://{}/track/RR123456785FR", server.public))
-        .output()
-        .expect("run chromium (scripts/ensure-chromium installs it)");
+    let out = common::chromium(
+        &dir.path().join("profile"),
+        &[
+            "--virtual-time-budget=20000".into(),
+            "--dump-dom".into(),
+            format!("http://{}/track/RR123456785FR", server.public),
+        ],
+    );
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
         dom.contains("Parcel RR123456785FR") && dom.contains("Paris 15"),

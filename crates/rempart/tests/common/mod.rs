@@ -315,3 +315,43 @@ pub fn event_line(
     }
     format!("{v}\n")
 }
+
+/// The locations of a parcel's events as a partner sees them (tests name each event by its
+/// location), after checking none is shown twice. `None` when the parcel is unknown (404).
+pub fn locations_once(server: &Server, tn: &str) -> Option<Vec<String>> {
+    let resp = server.get_as_partner(&format!("/v1/parcels/{tn}"));
+    if resp.status == 404 {
+        return None;
+    }
+    assert_eq!(resp.status, 200, "parcel {tn}");
+    let shown: Vec<String> = resp.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["location"].as_str().unwrap().to_owned())
+        .collect();
+    let unique: std::collections::HashSet<&String> = shown.iter().collect();
+    assert_eq!(
+        unique.len(),
+        shown.len(),
+        "an event of {tn} is stored twice: {shown:?}"
+    );
+    Some(shown)
+}
+
+/// Runs Debian's headless Chromium (installed by scripts/ensure-chromium) with a profile of its own.
+pub fn chromium(profile: &Path, args: &[String]) -> std::process::Output {
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("run chromium (scripts/ensure-chromium installs it)")
+}
