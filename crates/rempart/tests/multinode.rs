@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Server, event_line};
 use rempart_store_pg::testing::{TestDatabase, pg_ctl};
@@ -14,15 +14,8 @@ use rempart_store_pg::testing::{TestDatabase, pg_ctl};
 /// (change poll period + one poll), so it only fails when coherence is broken.
 const VISIBLE_WITHIN: Duration = Duration::from_secs(15);
 
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + VISIBLE_WITHIN;
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what}: not within {VISIBLE_WITHIN:?}");
+fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    common::wait_for(what, VISIBLE_WITHIN, ok);
 }
 
 #[test]

@@ -14,15 +14,8 @@ use common::{Server, TOKEN, event_line, request};
 /// Hang guard for "the server eventually does X" (not a performance assertion).
 const WITHIN: Duration = Duration::from_secs(20);
 
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WITHIN;
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what}: not within {WITHIN:?}");
+fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    common::wait_for(what, WITHIN, ok);
 }
 
 /// A raw connection from a chosen loopback source address.

@@ -355,3 +355,16 @@ pub fn chromium(profile: &Path, args: &[String]) -> std::process::Output {
         .output()
         .expect("run chromium (scripts/ensure-chromium installs it)")
 }
+
+/// Polls `ok` every 100 ms until it holds; panics naming `what` after `within` (a hang guard or a
+/// documented bound, never a performance assertion).
+pub fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within {within:?}");
+}
