@@ -1,4 +1,4 @@
-//! The accept loop shared by both listeners: a connection cap (a connection over it is closed at
+//! The accept loop shared by both listeners (each with its own connection driver): a connection cap (a connection over it is closed at
 //! once, before any byte is read), a deadline for the request head (slow-header clients), bounded
 //! header buffers, and graceful shutdown (stop accepting, let requests in flight finish within
 //! the grace period, then close).
@@ -14,7 +14,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::app::App;
@@ -51,17 +51,22 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Serves `listener` until `shutdown` turns true, then drains connections.
-pub async fn serve<H, F>(
+/// Serves `listener` until `shutdown` turns true, then drains connections. `connection` drives
+/// one admitted connection to its end (hyper for ingest, [`crate::edge`] for the public side).
+pub async fn serve<C, F>(
     listener: TcpListener,
     which: Listener,
     app: Arc<App>,
-    handler: H,
+    connection: C,
     limits: ListenerLimits,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    H: Fn(Arc<App>, Request<Incoming>, SocketAddr) -> F + Copy + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    C: Fn(Arc<App>, TcpStream, SocketAddr, ListenerLimits, watch::Receiver<bool>) -> F
+        + Copy
+        + Send
+        + Sync
+        + 'static,
+    F: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
@@ -100,46 +105,10 @@ pub async fn serve<H, F>(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             app.metrics.connections_open[which as usize].fetch_add(1, Relaxed);
-            let service_app = app.clone();
-            let activity = Arc::new(Activity::default());
-            let service_activity = activity.clone();
-            let service = service_fn(move |req| {
-                let app = service_app.clone();
-                let activity = service_activity.clone();
-                activity.begin();
-                async move {
-                    let resp = handler(app, req, peer).await;
-                    activity.end();
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            });
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(MAX_HEAD_BYTES.max(8192))
-                .max_headers(MAX_HEADERS)
-                .keep_alive(true);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::trace!(error = %e, %peer, "connection ended");
-                    }
-                }
-                _ = activity.idle_for(limits.idle_timeout) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(limits.shutdown_grace, conn.as_mut()).await;
-                }
-                _ = shutdown.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(limits.shutdown_grace, conn.as_mut()).await;
-                }
-            }
+            connection(app.clone(), stream, peer, limits, shutdown).await;
             app.metrics.connections_open[which as usize].fetch_sub(1, Relaxed);
             drop(source_slot);
             drop(permit);
@@ -153,6 +122,57 @@ pub async fn serve<H, F>(
         slots.acquire_many(all),
     )
     .await;
+}
+
+/// Serves one connection with hyper's HTTP/1.1 (the ingest listener): header deadline, bounded
+/// head, idle timeout, graceful close at shutdown.
+pub async fn hyper_connection<H, F>(
+    handler: H,
+    app: Arc<App>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    limits: ListenerLimits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    H: Fn(Arc<App>, Request<Incoming>, SocketAddr) -> F + Copy + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let activity = Arc::new(Activity::default());
+    let service_activity = activity.clone();
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        let activity = service_activity.clone();
+        activity.begin();
+        async move {
+            let resp = handler(app, req, peer).await;
+            activity.end();
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES.max(8192))
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::trace!(error = %e, %peer, "connection ended");
+            }
+        }
+        _ = activity.idle_for(limits.idle_timeout) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(limits.shutdown_grace, conn.as_mut()).await;
+        }
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(limits.shutdown_grace, conn.as_mut()).await;
+        }
+    }
 }
 
 /// When a connection last finished a request, and how many it is serving now: the idle timer.

@@ -13,6 +13,7 @@ pub mod app;
 pub mod cache;
 pub mod config;
 pub mod demo;
+pub mod edge;
 pub mod html;
 pub mod http;
 pub mod ingest;
@@ -151,7 +152,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         public_listener,
         Listener::Public,
         app.clone(),
-        public::handle,
+        public::connection,
         ListenerLimits {
             max_connections: settings.public_max_connections,
             header_timeout,
@@ -164,7 +165,9 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         ingest_listener,
         Listener::Ingest,
         app.clone(),
-        ingest::handle,
+        |app, stream, peer, limits, shutdown| {
+            http::hyper_connection(ingest::handle, app, stream, peer, limits, shutdown)
+        },
         ListenerLimits {
             max_connections: settings.ingest_max_connections,
             header_timeout,

@@ -1,20 +1,27 @@
 //! The public listener's routes (SPEC.md): JSON lookups, HTML pages, health. Anonymous.
 //! Query strings are never looked at: only the path is routed, so random query strings cannot
 //! defeat the cache or reach storage.
+//!
+//! Requests arrive through [`edge`], split in two: everything decided from the request's bytes
+//! (routing, the number's syntax, the shield's checks, the search form, challenge answers)
+//! happens synchronously in [`Public::prepare`], without allocating on the refusal paths; only
+//! what needs storage (lookups, readiness) is awaited in [`Public::finish`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper::header::{AGE, CACHE_CONTROL, HeaderValue, LOCATION};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use rempart_domain::TrackingNumber;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use crate::app::{App, Lookup};
+use crate::edge::{self, Reply, Step};
 use crate::html;
+use crate::http::ListenerLimits;
 use crate::metrics::{Listener, Route};
 use crate::response::{self, Body, HTML, JSON, TEXT, with_body};
 use crate::shield::{Reason, network_of, unix_now};
@@ -26,69 +33,182 @@ pub const MAX_NUMBER_SEGMENT: usize = 64;
 /// Largest body of the search form (`POST /track`).
 pub const MAX_FORM_BODY: usize = 1024;
 
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let started = Instant::now();
-    let (route, resp) = route(&app, req, peer).await;
-    let took = started.elapsed();
-    app.metrics
-        .request(Listener::Public, route, resp.status().as_u16(), took);
-    if let Some(shield) = &app.shield {
-        shield.observe(took);
+/// Serves one public connection.
+pub async fn connection(
+    app: Arc<App>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    limits: ListenerLimits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let service = Public { app: &app, peer };
+    let ended = edge::serve_connection(stream, limits, shutdown, &service).await;
+    if let (edge::Ended::HeaderTimeout, Some(shield)) = (ended, &app.shield) {
+        shield.refuse(Reason::HeaderTimeout, Some(peer.ip()));
     }
-    resp
+    tracing::trace!(?ended, %peer, "connection ended");
 }
 
-async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> (Route, Response<Body>) {
-    let path = req.uri().path();
-    let get = matches!(*req.method(), Method::GET | Method::HEAD);
-    if let Some(segment) = path.strip_prefix("/v1/parcels/") {
-        if !get {
-            return (Route::Parcel, response::method_not_allowed("GET, HEAD"));
+/// The public routes for one connection.
+pub struct Public<'a> {
+    pub app: &'a App,
+    pub peer: SocketAddr,
+}
+
+/// What waits for storage.
+pub enum Pending {
+    Parcel {
+        route: Route,
+        started: Instant,
+        tn: TrackingNumber,
+        priority: Priority,
+        page: Page,
+    },
+    Readyz {
+        started: Instant,
+    },
+}
+
+impl Public<'_> {
+    fn record(&self, route: Route, reply: &Reply, started: Instant) {
+        let took = started.elapsed();
+        self.app
+            .metrics
+            .request(Listener::Public, route, reply.status().as_u16(), took);
+        if let Some(shield) = &self.app.shield {
+            shield.observe(took);
         }
-        return (
-            Route::Parcel,
-            parcel(app, &req, peer, segment, Page::Json).await,
-        );
     }
-    if let Some(segment) = path.strip_prefix("/track/") {
-        if !get {
-            return (Route::Track, response::method_not_allowed("GET, HEAD"));
+}
+
+impl edge::Service for Public<'_> {
+    type Pending = Pending;
+
+    fn prepare(&self, req: &edge::Request<'_>) -> Step<Pending> {
+        let started = Instant::now();
+        let (route, step) = route(self.app, req, self.peer, started);
+        if let Step::Done(reply) = &step {
+            self.record(route, reply, started);
         }
-        return (
-            Route::Track,
-            parcel(app, &req, peer, segment, Page::Html).await,
+        step
+    }
+
+    async fn finish(&self, pending: Pending) -> Reply {
+        match pending {
+            Pending::Parcel {
+                route,
+                started,
+                tn,
+                priority,
+                page,
+            } => {
+                let reply = lookup(self.app, self.peer, tn, priority, page).await;
+                self.record(route, &reply, started);
+                reply
+            }
+            Pending::Readyz { started } => {
+                let reply = if self.app.is_ready().await {
+                    full(with_body(StatusCode::OK, TEXT, "ready\n"))
+                } else {
+                    json_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not_ready",
+                        "storage is not available",
+                        Some(1),
+                    )
+                };
+                self.record(Route::Readyz, &reply, started);
+                reply
+            }
+        }
+    }
+
+    fn refused(&self, status: StatusCode) {
+        self.app.metrics.request(
+            Listener::Public,
+            Route::Other,
+            status.as_u16(),
+            Duration::ZERO,
         );
+        if let Some(shield) = &self.app.shield {
+            shield.refuse(Reason::Malformed, Some(self.peer.ip()));
+        }
+    }
+}
+
+fn full(resp: Response<Body>) -> Reply {
+    Reply::Full(Box::new(resp))
+}
+
+/// A JSON error, encoded without a header map.
+fn json_error(status: StatusCode, code: &str, message: &str, retry_after: Option<u32>) -> Reply {
+    Reply::Json {
+        status,
+        body: edge::json_error_body(code, message),
+        retry_after,
+    }
+}
+
+fn route(
+    app: &App,
+    req: &edge::Request<'_>,
+    peer: SocketAddr,
+    started: Instant,
+) -> (Route, Step<Pending>) {
+    let path = req.path;
+    let get = matches!(req.method, "GET" | "HEAD");
+    let post = req.method == "POST";
+    let done = |route, reply| (route, Step::Done(reply));
+    for (prefix, route, page) in [
+        ("/v1/parcels/", Route::Parcel, Page::Json),
+        ("/track/", Route::Track, Page::Html),
+    ] {
+        if let Some(segment) = path.strip_prefix(prefix) {
+            if !get {
+                return done(route, full(response::method_not_allowed("GET, HEAD")));
+            }
+            return match parcel(app, req, peer, segment, page) {
+                Ok((tn, priority)) => (
+                    route,
+                    Step::Pending(Pending::Parcel {
+                        route,
+                        started,
+                        tn,
+                        priority,
+                        page,
+                    }),
+                ),
+                Err(reply) => done(route, reply),
+            };
+        }
     }
     match path {
-        "/v1/challenge" if req.method() == Method::POST && app.shield.is_some() => {
-            (Route::Challenge, challenge(app, req, peer).await)
+        "/v1/challenge" if post && app.shield.is_some() => {
+            done(Route::Challenge, challenge(app, req, peer))
         }
         "/v1/challenge" if app.shield.is_some() => {
-            (Route::Challenge, response::method_not_allowed("POST"))
+            done(Route::Challenge, full(response::method_not_allowed("POST")))
         }
-        "/" if get => (
+        "/" if get => done(
             Route::Index,
-            cacheable(with_body(StatusCode::OK, HTML, html::index())),
+            full(cacheable(with_body(StatusCode::OK, HTML, html::index()))),
         ),
-        "/" => (Route::Index, response::method_not_allowed("GET, HEAD")),
-        "/track" if req.method() == Method::POST => (Route::TrackForm, track_form(req).await),
-        "/track" => (Route::TrackForm, response::method_not_allowed("POST")),
-        "/openapi.json" => (Route::Openapi, response::openapi()),
-        "/healthz" => (Route::Healthz, with_body(StatusCode::OK, TEXT, "ok\n")),
-        "/readyz" => {
-            let resp = if app.is_ready().await {
-                with_body(StatusCode::OK, TEXT, "ready\n")
-            } else {
-                response::retry_later(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not_ready",
-                    "storage is not available",
-                    1,
-                )
-            };
-            (Route::Readyz, resp)
-        }
-        _ => (Route::Other, response::not_found_route()),
+        "/" => done(
+            Route::Index,
+            full(response::method_not_allowed("GET, HEAD")),
+        ),
+        "/track" if post => done(Route::TrackForm, track_form(req)),
+        "/track" => done(Route::TrackForm, full(response::method_not_allowed("POST"))),
+        "/openapi.json" => done(Route::Openapi, full(response::openapi())),
+        "/healthz" => done(
+            Route::Healthz,
+            full(with_body(StatusCode::OK, TEXT, "ok\n")),
+        ),
+        "/readyz" => (Route::Readyz, Step::Pending(Pending::Readyz { started })),
+        _ => done(
+            Route::Other,
+            json_error(StatusCode::NOT_FOUND, "not_found", "no such route", None),
+        ),
     }
 }
 
@@ -128,7 +248,7 @@ fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Page {
+pub enum Page {
     Json,
     Html,
 }
@@ -153,24 +273,14 @@ fn shown_input(segment: &str) -> String {
 }
 
 /// The pass a client shows: header `X-Rempart-Pass`, or cookie `rempart_pass`.
-fn presented_pass(req: &Request<Incoming>) -> Option<String> {
-    if let Some(v) = req
-        .headers()
-        .get("x-rempart-pass")
-        .and_then(|v| v.to_str().ok())
-    {
-        return Some(v.trim().to_owned());
+fn presented_pass<'a>(req: &edge::Request<'a>) -> Option<&'a str> {
+    if let Some(v) = req.header("x-rempart-pass") {
+        return std::str::from_utf8(v).ok().map(str::trim);
     }
-    req.headers()
-        .get_all(hyper::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    req.headers_named("cookie")
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            kv.trim()
-                .strip_prefix(&format!("{PASS_COOKIE}="))
-                .map(str::to_owned)
-        })
+        .find_map(|kv| kv.trim().strip_prefix(PASS_COOKIE)?.strip_prefix('='))
 }
 
 /// Cookie carrying a challenge pass.
@@ -181,11 +291,11 @@ pub const PASS_COOKIE: &str = "rempart_pass";
 /// the challenge and get the high storage priority.
 fn admit(
     app: &App,
-    req: &Request<Incoming>,
+    req: &edge::Request<'_>,
     peer: SocketAddr,
     tn: &TrackingNumber,
     page: Page,
-) -> Result<Priority, Box<Response<Body>>> {
+) -> Result<Priority, Reply> {
     let Some(shield) = &app.shield else {
         return Ok(Priority::Anonymous);
     };
@@ -195,23 +305,24 @@ fn admit(
         !app.shared_store || app.feed_ok.load(std::sync::atomic::Ordering::Relaxed);
     if filter_current && shield.filter.check(tn.as_bytes()) == rempart_shield::Verdict::Absent {
         shield.refuse(Reason::Unknown, None);
-        return Err(Box::new(not_found(tn, page)));
+        return Err(not_found(tn, page));
     }
-    let auth = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
+    let auth = req.header("authorization");
     if auth.is_some() && app.tokens.authorizes(auth) {
         return Ok(Priority::High);
     }
     if let rempart_shield::Decision::Limit { retry_after, .. } = shield.limiter.check(peer.ip()) {
         shield.refuse(Reason::RateLimited, Some(peer.ip()));
-        return Err(Box::new(response::rate_limited(retry_after)));
+        return Err(Reply::Json {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            body: Bytes::from_static(response::RATE_LIMITED_BODY.as_bytes()),
+            retry_after: Some(retry_after),
+        });
     }
     if shield.attack.is_on() {
         let network = network_of(peer.ip());
         let passed = presented_pass(req)
-            .is_some_and(|pass| shield.challenges.check_pass(&network, &pass, unix_now()));
+            .is_some_and(|pass| shield.challenges.check_pass(&network, pass, unix_now()));
         if !passed {
             shield.refuse(Reason::Challenge, Some(peer.ip()));
             let challenge = shield.challenges.issue(&network, unix_now());
@@ -240,20 +351,21 @@ fn admit(
             };
             resp.headers_mut()
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return Err(Box::new(resp));
+            return Err(full(resp));
         }
     }
     Ok(Priority::Anonymous)
 }
 
-fn not_found(tn: &TrackingNumber, page: Page) -> Response<Body> {
+fn not_found(tn: &TrackingNumber, page: Page) -> Reply {
     match page {
-        Page::Json => response::error(
+        Page::Json => json_error(
             StatusCode::NOT_FOUND,
             "not_found",
             &format!("no event is known for {tn}"),
+            None,
         ),
-        Page::Html => with_body(
+        Page::Html => full(with_body(
             StatusCode::NOT_FOUND,
             HTML,
             html::message(
@@ -261,17 +373,17 @@ fn not_found(tn: &TrackingNumber, page: Page) -> Response<Body> {
                 &format!("No event is known yet for {tn}. Check the number, or try again later."),
                 tn.as_str(),
             ),
-        ),
+        )),
     }
 }
 
-fn overloaded(tn: &TrackingNumber, page: Page) -> Response<Body> {
+fn overloaded(tn: &TrackingNumber, page: Page) -> Reply {
     match page {
-        Page::Json => response::retry_later(
+        Page::Json => json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
             "the service is busy; try again shortly",
-            1,
+            Some(1),
         ),
         Page::Html => {
             let mut resp = with_body(
@@ -285,41 +397,53 @@ fn overloaded(tn: &TrackingNumber, page: Page) -> Response<Body> {
             );
             resp.headers_mut()
                 .insert(hyper::header::RETRY_AFTER, HeaderValue::from(1));
-            resp
+            full(resp)
         }
     }
 }
 
-/// `GET /v1/parcels/{n}` and `GET /track/{n}`.
-async fn parcel(
+/// `GET /v1/parcels/{n}` and `GET /track/{n}`, before storage: the number's syntax, then the
+/// shield's checks. `Ok` means "look it up".
+fn parcel(
     app: &App,
-    req: &Request<Incoming>,
+    req: &edge::Request<'_>,
     peer: SocketAddr,
     segment: &str,
     page: Page,
-) -> Response<Body> {
+) -> Result<(TrackingNumber, Priority), Reply> {
     let tn = match parse_segment(segment) {
         Ok(tn) => tn,
         Err(message) => {
             if let Some(shield) = &app.shield {
                 shield.refuse(Reason::Invalid, None);
             }
-            return match page {
-                Page::Json => {
-                    response::error(StatusCode::BAD_REQUEST, "invalid_tracking_number", &message)
-                }
-                Page::Html => with_body(
+            return Err(match page {
+                Page::Json => json_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_tracking_number",
+                    &message,
+                    None,
+                ),
+                Page::Html => full(with_body(
                     StatusCode::BAD_REQUEST,
                     HTML,
                     html::message("Not a tracking number", &message, &shown_input(segment)),
-                ),
-            };
+                )),
+            });
         }
     };
-    let priority = match admit(app, req, peer, &tn, page) {
-        Ok(priority) => priority,
-        Err(resp) => return *resp,
-    };
+    let priority = admit(app, req, peer, &tn, page)?;
+    Ok((tn, priority))
+}
+
+/// The storage part of a parcel lookup (cache, then storage under the concurrency limit).
+async fn lookup(
+    app: &App,
+    peer: SocketAddr,
+    tn: TrackingNumber,
+    priority: Priority,
+    page: Page,
+) -> Reply {
     match app.lookup(tn, priority).await {
         Ok(Lookup::Found { parcel, stale_for }) => {
             let mut resp = match page {
@@ -327,7 +451,7 @@ async fn parcel(
                 Page::Html => with_body(StatusCode::OK, HTML, html::parcel(&parcel.view)),
             };
             mark_stale(&mut resp, stale_for);
-            resp
+            full(resp)
         }
         Ok(Lookup::NotFound) => not_found(&tn, page),
         Ok(Lookup::Shed) => {
@@ -347,29 +471,28 @@ async fn parcel(
 pub const MAX_CHALLENGE_BODY: usize = 1024;
 
 /// `POST /v1/challenge` with `{"seed":…,"nonce":…}` → a pass (JSON and cookie).
-async fn challenge(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+fn challenge(app: &App, req: &edge::Request<'_>, peer: SocketAddr) -> Reply {
+    full(challenge_response(app, req, peer))
+}
+
+fn challenge_response(app: &App, req: &edge::Request<'_>, peer: SocketAddr) -> Response<Body> {
     let Some(shield) = &app.shield else {
         return response::not_found_route();
     };
-    let body = match Limited::new(req.into_body(), MAX_CHALLENGE_BODY)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return response::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "at most 1 KiB",
-            );
-        }
-    };
+    let body = req.body;
+    if body.len() > MAX_CHALLENGE_BODY {
+        return response::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "at most 1 KiB",
+        );
+    }
     #[derive(serde::Deserialize)]
     struct Solution {
         seed: String,
         nonce: String,
     }
-    let solution: Solution = match serde_json::from_slice(&body) {
+    let solution: Solution = match serde_json::from_slice(body) {
         Ok(s) => s,
         Err(e) => {
             return response::error(
@@ -405,18 +528,19 @@ async fn challenge(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Respo
 }
 
 /// `POST /track` with `n=<number>` (the search form) → 303 to `/track/{N}`.
-async fn track_form(req: Request<Incoming>) -> Response<Body> {
-    let body = match Limited::new(req.into_body(), MAX_FORM_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return response::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the search form is at most 1 KiB",
-            );
-        }
-    };
-    let value = form_field(&body, b"n").unwrap_or_default();
+fn track_form(req: &edge::Request<'_>) -> Reply {
+    full(track_form_response(req.body))
+}
+
+fn track_form_response(body: &[u8]) -> Response<Body> {
+    if body.len() > MAX_FORM_BODY {
+        return response::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the search form is at most 1 KiB",
+        );
+    }
+    let value = form_field(body, b"n").unwrap_or_default();
     match TrackingNumber::parse_bytes(&value) {
         Ok(tn) => {
             let mut resp = with_body(StatusCode::SEE_OTHER, TEXT, Bytes::new());

@@ -49,21 +49,9 @@ pub fn openapi() -> Response<Body> {
     with_body(StatusCode::OK, JSON, OPENAPI)
 }
 
-/// 429 `rate_limited`, with a body built once: this is the answer a flood gets most.
-pub fn rate_limited(retry_after: u32) -> Response<Body> {
-    const BODY: &str =
-        r#"{"error":"rate_limited","message":"too many requests from your network; slow down"}"#;
-    let mut resp = with_body(
-        StatusCode::TOO_MANY_REQUESTS,
-        JSON,
-        Bytes::from_static(BODY.as_bytes()),
-    );
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.headers_mut()
-        .insert(hyper::header::RETRY_AFTER, HeaderValue::from(retry_after));
-    resp
-}
+/// The body of 429 `rate_limited`, built once: this is the answer a flood gets most.
+pub const RATE_LIMITED_BODY: &str =
+    r#"{"error":"rate_limited","message":"too many requests from your network; slow down"}"#;
 
 pub fn not_found_route() -> Response<Body> {
     error(StatusCode::NOT_FOUND, "not_found", "no such route")

@@ -25,8 +25,12 @@ pub enum Reason {
     RateLimited,
     Overloaded,
     Challenge,
+    /// A request head the public listener refused (malformed, too large, chunked body).
+    Malformed,
+    /// A request head (or body) that did not arrive within the header timeout.
+    HeaderTimeout,
 }
-pub const REASONS: [&str; 7] = [
+pub const REASONS: [&str; 9] = [
     "conn_cap",
     "source_conn_cap",
     "invalid",
@@ -34,6 +38,8 @@ pub const REASONS: [&str; 7] = [
     "rate_limited",
     "overloaded",
     "challenge",
+    "malformed",
+    "header_timeout",
 ];
 
 /// Latency buckets of the attack-mode window (upper bounds, microseconds).
@@ -69,7 +75,7 @@ pub struct Shield {
     pub challenges: Challenges,
     pub refused_prefixes: RefusedPrefixes,
     pub queue_deadline: Duration,
-    refused: [AtomicU64; 7],
+    refused: [AtomicU64; REASONS.len()],
     window_requests: AtomicU64,
     window_refused: AtomicU64,
     window_latency: [AtomicU64; WINDOW_BUCKETS.len()],
@@ -126,6 +132,7 @@ impl Shield {
                 | Reason::RateLimited
                 | Reason::Overloaded
                 | Reason::Challenge
+                | Reason::HeaderTimeout
         ) {
             self.window_refused.fetch_add(1, Relaxed);
             if let Some(ip) = source {
@@ -174,7 +181,7 @@ impl Shield {
         }
     }
 
-    pub fn refused_total(&self) -> [u64; 7] {
+    pub fn refused_total(&self) -> [u64; REASONS.len()] {
         std::array::from_fn(|i| self.refused[i].load(Relaxed))
     }
 
