@@ -121,7 +121,55 @@ fn slow_idle_and_greedy_clients_cannot_pin_connections() {
         server.metric("rempart_shield_refused_total{reason=\"source_conn_cap\"}"),
         1
     );
+    assert_eq!(
+        server.metric("rempart_shield_refused_total{reason=\"header_timeout\"}"),
+        1,
+        "the byte-by-byte client"
+    );
     drop(held);
+}
+
+/// The public listener's framing refusals through the real binary: each gets its JSON error,
+/// the connection is closed, and the shield counts it.
+#[test]
+fn malformed_and_oversized_requests_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nhost: x\r\ncookie: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let cases: [(&[u8], u16, &str); 4] = [
+        (
+            b"POST /track HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nn=1\r\n0\r\n\r\n",
+            411,
+            "length_required",
+        ),
+        (
+            b"POST /track HTTP/1.1\r\nhost: x\r\ncontent-length: 5000\r\n\r\n",
+            413,
+            "payload_too_large",
+        ),
+        (big_head.as_bytes(), 431, "headers_too_large"),
+        (b"GET /\x01 HTTP/1.1\r\n\r\n", 400, "bad_request"),
+    ];
+    for (i, (bytes, status, error)) in cases.into_iter().enumerate() {
+        let mut s = connect_from(&format!("127.0.1.{}", i + 1), server.public);
+        let _ = s.write_all(bytes); // the server may stop reading once it has refused
+        let reply = String::from_utf8_lossy(&read_until_closed(&mut s)).into_owned();
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{status}: {reply}"
+        );
+        assert!(reply.contains(&format!("\"error\":\"{error}\"")), "{reply}");
+        assert!(reply.contains("connection: close"), "{reply}");
+    }
+    assert_eq!(
+        server.metric("rempart_shield_refused_total{reason=\"malformed\"}"),
+        4
+    );
+    // The listener still serves everyone else.
+    assert_eq!(get_from("127.0.1.9", &server, "/healthz", "").0, 200);
 }
 
 #[test]

@@ -370,6 +370,23 @@ fn full_bytes(body: Body) -> Bytes {
     }
 }
 
+/// After refusing a request, reads (and drops) what the client is still sending for a short
+/// while: closing a socket with unread bytes sends a reset, which can destroy the answer before
+/// the client reads it. Bounded in bytes and time.
+async fn linger<S: AsyncRead + Unpin>(stream: &mut S, within: std::time::Duration) {
+    let mut sink = [0u8; 4096];
+    let mut left = 64 * 1024usize;
+    let _ = tokio::time::timeout(within, async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
 /// Serves one public connection until the client closes, a limit is hit or the node stops.
 pub async fn serve_connection<S, V>(
     mut stream: S,
@@ -412,6 +429,7 @@ where
                     encode(&mut out, reply, false, true);
                     let _ = stream.write_all(&out).await;
                     let _ = stream.shutdown().await;
+                    linger(&mut stream, limits.header_timeout).await;
                     return Ended::Refused;
                 }
                 Ok(Some((request, framing))) => {
