@@ -246,9 +246,15 @@ fn parse_head<'b>(
 
 /// The path of a request target: origin form (`/p?q`) or absolute form (`http://h/p?q`).
 fn path_of(target: &str) -> &str {
-    let rest = match target.split_once("://") {
-        Some((scheme, rest)) if !scheme.contains('/') => rest.find('/').map_or("/", |i| &rest[i..]),
-        _ => target,
+    let rest = if target.starts_with('/') {
+        target
+    } else {
+        match target.split_once("://") {
+            Some((scheme, rest)) if !scheme.contains('/') => {
+                rest.find('/').map_or("/", |i| &rest[i..])
+            }
+            _ => target,
+        }
     };
     let end = rest.find(['?', '#']).unwrap_or(rest.len());
     &rest[..end]
@@ -402,8 +408,10 @@ where
     let mut buf = BytesMut::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut served = 0u64;
-    // When the request being read began (the accept, for the first one).
+    // When the request being read began (the accept, for the first one), once known: the clock
+    // is read only when a request turns out incomplete, not for every request.
     let mut request_started = Instant::now();
+    let mut request_started_known = true;
     let mut last_answer = request_started;
     let mut continue_sent = false;
     let mut stopping = *shutdown.borrow();
@@ -415,10 +423,17 @@ where
     loop {
         // Answer every complete request already buffered (pipelining), then write once.
         let mut close = false;
+        let answered_before = served;
         while !buf.is_empty() {
             let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
             let (step, framing) = match parse_head(&buf, &mut slots, max_head) {
-                Ok(None) => break,
+                Ok(None) => {
+                    if !request_started_known {
+                        request_started = Instant::now();
+                        request_started_known = true;
+                    }
+                    break;
+                }
                 Err(refusal) => {
                     service.refused(refusal.status);
                     let reply = Reply::Json {
@@ -438,6 +453,10 @@ where
                             out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                             continue_sent = true;
                         }
+                        if !request_started_known {
+                            request_started = Instant::now();
+                            request_started_known = true;
+                        }
                         break;
                     }
                     (service.prepare(&request), framing)
@@ -452,11 +471,13 @@ where
             close = !framing.keep_alive || stopping;
             encode(&mut out, reply, framing.head_only, close);
             served += 1;
-            request_started = Instant::now();
-            last_answer = request_started;
+            request_started_known = false;
             if close {
                 break;
             }
+        }
+        if served > answered_before {
+            last_answer = Instant::now();
         }
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
@@ -473,8 +494,9 @@ where
             let _ = stream.shutdown().await;
             return Ended::Shutdown;
         }
-        // Read more, under the deadline that applies now. The timer is reset only when it
-        // fires early (the deadline moved on since it was set).
+        // Read more, under the deadline that applies now. The timer is moved forward only when
+        // it fires early (the deadline moved on since it was set), and back when the deadline
+        // is earlier than it: not once per request.
         buf.reserve(4096);
         let read = loop {
             let deadline = if idle {
@@ -482,6 +504,9 @@ where
             } else {
                 request_started + limits.header_timeout
             };
+            if tokio::time::Instant::from_std(deadline) < timer.deadline() {
+                timer.as_mut().reset(deadline.into());
+            }
             tokio::select! {
                 biased;
                 read = stream.read_buf(&mut buf) => break read,
@@ -503,12 +528,7 @@ where
         };
         match read {
             Ok(0) => return Ended::Client,
-            Ok(_) => {
-                if idle {
-                    // The first byte of a new request: its head is due within the timeout.
-                    request_started = Instant::now();
-                }
-            }
+            Ok(_) => {}
             Err(_) => return Ended::Io,
         }
     }
@@ -674,6 +694,36 @@ mod tests {
         assert_eq!(ended, Ended::HeaderTimeout);
         assert!(reply.is_empty());
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// On a keep-alive connection, a second request's head gets the header timeout from its
+    /// first byte, not the (longer) idle timeout.
+    #[tokio::test]
+    async fn a_slow_second_head_is_cut_off_at_the_header_timeout() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let echo = Echo::default();
+        let limits = ListenerLimits {
+            idle_timeout: Duration::from_secs(30),
+            ..limits()
+        };
+        let conn = serve_connection(server, limits, stop_rx, &echo);
+        let client_side = async move {
+            let mut client = client;
+            client.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();
+            let mut first = [0u8; 256];
+            let _ = client.read(&mut first).await;
+            // Longer than the header timeout: the connection's timer now waits for the idle one.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let started = Instant::now();
+            client.write_all(b"GET /b HT").await.unwrap();
+            let mut rest = Vec::new();
+            let _ = client.read_to_end(&mut rest).await;
+            started.elapsed()
+        };
+        let (ended, took) = tokio::join!(conn, client_side);
+        assert_eq!(ended, Ended::HeaderTimeout);
+        assert!(took < Duration::from_secs(5), "cut off after {took:?}");
     }
 
     #[tokio::test]
