@@ -347,24 +347,6 @@ fn encode(out: &mut Vec<u8>, reply: Reply, head_only: bool, close: bool) {
     }
 }
 
-/// `{"error":code,"message":message}` (the shape of every JSON error).
-pub fn json_error_body(code: &str, message: &str) -> Bytes {
-    #[derive(serde::Serialize)]
-    struct Error<'a> {
-        error: &'a str,
-        message: &'a str,
-    }
-    let mut out = Vec::with_capacity(32 + code.len() + message.len());
-    let _ = serde_json::to_writer(
-        &mut out,
-        &Error {
-            error: code,
-            message,
-        },
-    );
-    out.into()
-}
-
 /// The bytes of a `Full` body (it is complete from the start).
 fn full_bytes(body: Body) -> Bytes {
     use std::task::{Context, Poll, Waker};
@@ -438,7 +420,7 @@ where
                     service.refused(refusal.status);
                     let reply = Reply::Json {
                         status: refusal.status,
-                        body: json_error_body(refusal.code, refusal.message),
+                        body: crate::response::error_body(refusal.code, refusal.message),
                         retry_after: None,
                     };
                     encode(&mut out, reply, false, true);

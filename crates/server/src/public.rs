@@ -144,7 +144,7 @@ fn full(resp: Response<Body>) -> Reply {
 fn json_error(status: StatusCode, code: &str, message: &str, retry_after: Option<u32>) -> Reply {
     Reply::Json {
         status,
-        body: edge::json_error_body(code, message),
+        body: response::error_body(code, message),
         retry_after,
     }
 }

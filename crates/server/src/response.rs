@@ -25,10 +25,27 @@ pub fn with_body(
     resp
 }
 
-/// `{"error":code,"message":message}`.
+/// `{"error":code,"message":message}`: the body of every JSON error.
+pub fn error_body(code: &str, message: &str) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Error<'a> {
+        error: &'a str,
+        message: &'a str,
+    }
+    let mut out = Vec::with_capacity(32 + code.len() + message.len());
+    let _ = serde_json::to_writer(
+        &mut out,
+        &Error {
+            error: code,
+            message,
+        },
+    );
+    out.into()
+}
+
+/// A JSON error response (`Cache-Control: no-store`).
 pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": code, "message": message });
-    let mut resp = with_body(status, JSON, body.to_string());
+    let mut resp = with_body(status, JSON, error_body(code, message));
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
