@@ -25,7 +25,6 @@ use std::mem::MaybeUninit;
 use std::time::{Instant, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
-use hyper::header::HeaderName;
 use hyper::{Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -177,14 +176,9 @@ fn parse_head<'b>(
     let mut close = false;
     let mut keep_alive_asked = false;
     let mut expect_continue = false;
+    // httparse has checked the names (tokens) and values (no control characters).
     for h in parsed.headers.iter() {
         let name = h.name.as_bytes();
-        if HeaderName::from_bytes(name).is_err() {
-            return Err(bad("bad header name"));
-        }
-        if h.value.iter().any(|&b| b < b' ' && b != b'\t' || b == 0x7f) {
-            return Err(bad("bad header value"));
-        }
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = std::str::from_utf8(h.value)
                 .ok()
