@@ -391,6 +391,47 @@ fn attack_mode_switches_on_under_a_flood_and_off_when_it_stops() {
     });
 }
 
+/// The public runtime's threads run at a lower scheduling priority than the rest of the node, so
+/// a flood that keeps them busy cannot starve ingest of CPU; the other threads keep theirs.
+#[test]
+fn public_threads_run_below_ingest_at_the_scheduler() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    // A storage read, so that the public side's blocking pool has a thread too.
+    assert_eq!(server.get("/v1/parcels/RR123456785FR").status, 404);
+    let mut nice_by_name: Vec<(String, i64)> = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", server.pid())).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3, nice field 19.
+        let Some((_, after_name)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let nice: i64 = after_name.split(' ').nth(16).unwrap().parse().unwrap();
+        nice_by_name.push((name.trim().to_owned(), nice));
+    }
+    let public: Vec<_> = nice_by_name
+        .iter()
+        .filter(|(name, _)| name.starts_with("rempart-public"))
+        .collect();
+    let ingest: Vec<_> = nice_by_name
+        .iter()
+        .filter(|(name, _)| name.starts_with("rempart-ingest"))
+        .collect();
+    assert!(!public.is_empty() && !ingest.is_empty(), "{nice_by_name:?}");
+    assert!(
+        public
+            .iter()
+            .all(|(_, nice)| *nice == i64::from(rempart_server::PUBLIC_NICE)),
+        "{nice_by_name:?}"
+    );
+    assert!(
+        ingest.iter().all(|(_, nice)| *nice == 0),
+        "{nice_by_name:?}"
+    );
+}
+
 #[test]
 fn the_shield_can_be_switched_off() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,8 @@
 //! - the **public** listener (anonymous lookups, HTML pages, health) runs on its own tokio
 //!   runtime, sized to the machine;
 //! - the **ingest** listener (authenticated batches, metrics) runs on a second runtime with its
-//!   own reserved threads, so a saturated public side cannot delay a depot's acknowledgement.
+//!   own reserved threads, so a saturated public side cannot delay a depot's acknowledgement;
+//!   the public runtime's threads also run at a lower CPU priority ([`PUBLIC_NICE`]).
 //!
 //! The store's own work (the embedded store's committer thread, a database pool's connections)
 //! runs outside the public runtime too. The binary resolves [`Settings`], opens the store and
@@ -92,6 +93,24 @@ fn now() -> Timestamp {
     Timestamp::from_datetime(time::OffsetDateTime::now_utc())
 }
 
+/// How much lower the public runtime's threads (workers and the blocking pool where embedded
+/// storage reads run) are scheduled than the rest of the process.
+pub const PUBLIC_NICE: i32 = 5;
+
+/// Lowers the calling thread's scheduling priority by [`PUBLIC_NICE`]. When a flood keeps the
+/// public threads busy on the same cores as ingest, the kernel then gives the ingest runtime and
+/// the store's committer about three times their share and wakes them first: ingest never waits
+/// behind public lookups, down to the CPU scheduler. (Linux: `setpriority` on a thread id
+/// affects that thread only.)
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority and gettid only read their integer arguments.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, PUBLIC_NICE);
+    }
+}
+
 /// Runs the node until SIGTERM or SIGINT, then shuts down gracefully: stop accepting, finish
 /// requests in flight (within the grace period), close the store (which finishes its commits).
 pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError> {
@@ -104,6 +123,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     let public_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.public_threads)
         .thread_name("rempart-public")
+        .on_thread_start(lower_priority)
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
