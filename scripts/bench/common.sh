@@ -16,6 +16,8 @@ trap cleanup EXIT
 
 build() {
     (cd "$ROOT" && cargo build --release --quiet -p rempart "$@")
+    # Write back the build's dirty pages now, not during the first measurement's fsyncs.
+    sync
 }
 
 # start_node NAME [serve args...]: starts `rempart serve` pinned to SERVER_CORE; sets
