@@ -48,27 +48,62 @@ enum TokenCommand {
         #[arg(long, env = "REMPART_DATA")]
         data: Option<PathBuf>,
     },
+    /// Revoke the ingest token with this name (a running node stops accepting it within 2 s).
+    Revoke {
+        name: String,
+        /// Data directory [default: ./rempart-data]
+        #[arg(long, env = "REMPART_DATA")]
+        data: Option<PathBuf>,
+    },
+    /// List the names of the ingest tokens.
+    List {
+        /// Data directory [default: ./rempart-data]
+        #[arg(long, env = "REMPART_DATA")]
+        data: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(*args),
-        Command::Token {
-            command: TokenCommand::Create { name, data },
-        } => {
-            let data =
-                data.unwrap_or_else(|| PathBuf::from(rempart_server::config::DEFAULT_DATA_DIR));
-            let token = rempart_server::tokens::create(&data, &name)?;
-            println!("{token}");
-            eprintln!(
-                "token {name:?} created; its digest is in {}. Restart the node to accept it. This token is shown only once.",
-                data.join(rempart_server::tokens::TOKENS_FILE).display()
-            );
-            Ok(())
-        }
+        Command::Token { command } => token(command),
         Command::Siege(args) => rempart_siege::run(args),
         Command::Depot(args) => rempart_depot::run(args),
     }
+}
+
+fn token(command: TokenCommand) -> anyhow::Result<()> {
+    use rempart_server::tokens;
+    let data_dir = |data: Option<PathBuf>| {
+        data.unwrap_or_else(|| PathBuf::from(rempart_server::config::DEFAULT_DATA_DIR))
+    };
+    match command {
+        TokenCommand::Create { name, data } => {
+            let data = data_dir(data);
+            let token = tokens::create(&data, &name)?;
+            println!("{token}");
+            eprintln!(
+                "token {name:?} created; its digest is in {}. A running node accepts it within {} s. This token is shown only once.",
+                data.join(tokens::TOKENS_FILE).display(),
+                tokens::RELOAD_EVERY.as_secs()
+            );
+        }
+        TokenCommand::Revoke { name, data } => {
+            if !tokens::revoke(&data_dir(data), &name)? {
+                anyhow::bail!("no token named {name:?}");
+            }
+            eprintln!(
+                "token {name:?} revoked; a running node refuses it within {} s.",
+                tokens::RELOAD_EVERY.as_secs()
+            );
+        }
+        TokenCommand::List { data } => {
+            for name in tokens::names(&data_dir(data))? {
+                println!("{name}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

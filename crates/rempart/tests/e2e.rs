@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Server, TOKEN, event_line, request, send_raw};
+use std::time::Duration;
+
+use common::{Server, TOKEN, event_line, request, send_raw, wait_for};
 use rempart_domain::TrackingNumber;
 
 const TN: &str = "RR123456785FR";
@@ -344,6 +346,42 @@ fn created_tokens_work_and_are_stored_hashed() {
     assert_eq!(server.ingest(body.as_bytes()).status, 200);
     server.token = TOKEN.to_owned();
     assert_eq!(server.ingest(body.as_bytes()).status, 401);
+}
+
+/// Tokens created or revoked while the node runs take effect without a restart.
+#[test]
+fn tokens_created_and_revoked_while_running_take_effect() {
+    let dir = tempdir();
+    let mut server = Server::start(dir.path(), &[], &[("REMPART_INGEST_TOKEN", "")]);
+    let token_cmd = |args: &[&str]| {
+        let out = std::process::Command::new(common::binary())
+            .arg("token")
+            .args(args)
+            .arg("--data")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+        )
+    };
+    let (ok, token) = token_cmd(&["create", "depot-nantes-2"]);
+    assert!(ok);
+    server.token = token;
+    let body = event_line("live:1", TN, "PC1", "2025-12-22T07:00:00Z", None);
+    wait_for("the new token is accepted", Duration::from_secs(15), || {
+        server.ingest(body.as_bytes()).status == 200
+    });
+    assert_eq!(token_cmd(&["list"]), (true, "depot-nantes-2".to_owned()));
+    assert!(token_cmd(&["revoke", "depot-nantes-2"]).0);
+    assert!(!token_cmd(&["revoke", "depot-nantes-2"]).0, "revoked twice");
+    wait_for(
+        "the revoked token is refused",
+        Duration::from_secs(15),
+        || server.ingest(body.as_bytes()).status == 401,
+    );
+    assert_eq!(token_cmd(&["list"]), (true, String::new()));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use rempart_store::{EventStore, StoreError};
 use crate::cache::{CachedParcel, ParcelCache};
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::tokens::TokenSet;
+use crate::tokens::LiveTokens;
 
 /// How long a `/readyz` answer is reused, so a flood of probes cannot hammer storage.
 pub const READY_CHECK_TTL: Duration = Duration::from_secs(1);
@@ -25,7 +25,7 @@ pub struct App {
     pub store: Arc<dyn EventStore>,
     pub cache: ParcelCache,
     pub metrics: Metrics,
-    pub tokens: TokenSet,
+    pub tokens: LiveTokens,
     /// The admission layers of the public listener; `None` when switched off.
     pub shield: Option<crate::shield::Shield>,
     /// Recent per-second traffic for the operations page.
@@ -56,7 +56,7 @@ pub enum Lookup {
 impl App {
     pub fn new(
         store: Arc<dyn EventStore>,
-        tokens: TokenSet,
+        tokens: LiveTokens,
         settings: Settings,
         shared_store: bool,
     ) -> App {

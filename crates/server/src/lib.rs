@@ -131,7 +131,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     let shared_store = matches!(settings.store, StoreKind::Postgres(_));
     let store = ingest_rt.block_on(open_store(settings.clone()))?;
     let token_env = std::env::var("REMPART_INGEST_TOKEN").ok();
-    let tokens = tokens::TokenSet::load(&settings.data, token_env.as_deref())?;
+    let tokens = tokens::LiveTokens::load(&settings.data, token_env.as_deref())?;
     if tokens.is_empty() {
         tracing::warn!(
             "no ingest token: create one with `rempart token create NAME` or set REMPART_INGEST_TOKEN"
@@ -197,6 +197,11 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         stop_rx.clone(),
     ));
     ingest_rt.spawn(ops::sample(app.clone(), stop_rx.clone()));
+    {
+        let app = app.clone();
+        let stop = stop_rx.clone();
+        ingest_rt.spawn(async move { tokens::watch(&app.tokens, stop).await });
+    }
     if app.shield.is_some() {
         ingest_rt.spawn(shield_tasks::rebuild_filter(app.clone(), stop_rx.clone()));
         ingest_rt.spawn(shield_tasks::watch_attacks(app.clone(), stop_rx.clone()));

@@ -1,5 +1,7 @@
 //! Ingest bearer tokens. Only SHA-256 digests are stored (`<data>/tokens`, one `name<TAB>hex`
 //! line each); a presented token is hashed and compared with every digest in constant time.
+//! A running node rereads the file when it changes ([`LiveTokens`]), so `rempart token create`
+//! and `rempart token revoke` take effect within [`RELOAD_EVERY`] without a restart.
 //!
 //! Tokens are 32 random bytes, so a plain (unsalted, fast) hash is enough: there is nothing to
 //! brute-force that a salt or a slow hash would protect.
@@ -7,6 +9,8 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -21,6 +25,8 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_TOKENS: usize = 10_000;
 /// Longest `Authorization` value examined.
 pub const MAX_TOKEN_LEN: usize = 512;
+/// How often a running node looks for changes to the tokens file.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -54,19 +60,6 @@ impl std::fmt::Debug for TokenSet {
 }
 
 impl TokenSet {
-    /// Loads `<data>/tokens` (absent means none) plus `extra`, a token given in the clear
-    /// (`REMPART_INGEST_TOKEN`), hashed on the spot.
-    pub fn load(data: &Path, extra: Option<&str>) -> Result<TokenSet, TokenError> {
-        let mut set = TokenSet::default();
-        for (_, digest) in read_entries(&data.join(TOKENS_FILE))? {
-            set.digests.push(digest);
-        }
-        if let Some(token) = extra.filter(|t| !t.is_empty()) {
-            set.digests.push(digest(token.as_bytes()));
-        }
-        Ok(set)
-    }
-
     pub fn len(&self) -> usize {
         self.digests.len()
     }
@@ -87,6 +80,127 @@ impl TokenSet {
             found |= d.ct_eq(&presented);
         }
         found.into()
+    }
+}
+
+/// What identifies a version of the tokens file: a change to any of these means "reread".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(FileStamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode,
+    })
+}
+
+/// The tokens a running node accepts: the file's, plus the environment's, reread when the file
+/// changes. A file that cannot be read or parsed keeps the tokens accepted so far (and is
+/// reported), so a half-edited file cannot lock every depot out.
+pub struct LiveTokens {
+    path: PathBuf,
+    /// Digest of `REMPART_INGEST_TOKEN`, never the token itself.
+    extra: Option<[u8; 32]>,
+    current: RwLock<Arc<TokenSet>>,
+    seen: Mutex<Option<FileStamp>>,
+}
+
+impl std::fmt::Debug for LiveTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LiveTokens({:?})", self.snapshot())
+    }
+}
+
+impl LiveTokens {
+    /// Loads `<data>/tokens` (absent means none) plus `extra` (`REMPART_INGEST_TOKEN`). At
+    /// start a bad file is an error.
+    pub fn load(data: &Path, extra: Option<&str>) -> Result<LiveTokens, TokenError> {
+        let path = data.join(TOKENS_FILE);
+        let extra = extra
+            .filter(|t| !t.is_empty())
+            .map(|t| digest(t.as_bytes()));
+        let seen = stamp(&path);
+        let set = Self::read(&path, extra)?;
+        Ok(LiveTokens {
+            path,
+            extra,
+            current: RwLock::new(Arc::new(set)),
+            seen: Mutex::new(seen),
+        })
+    }
+
+    fn read(path: &Path, extra: Option<[u8; 32]>) -> Result<TokenSet, TokenError> {
+        let mut set = TokenSet::default();
+        set.digests
+            .extend(read_entries(path)?.into_iter().map(|(_, d)| d));
+        set.digests.extend(extra);
+        Ok(set)
+    }
+
+    fn snapshot(&self) -> Arc<TokenSet> {
+        match self.current.read() {
+            Ok(set) => set.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.snapshot().is_empty()
+    }
+
+    /// See [`TokenSet::authorizes`].
+    pub fn authorizes(&self, header: Option<&[u8]>) -> bool {
+        self.snapshot().authorizes(header)
+    }
+
+    /// Rereads the file if it changed since last time: `Ok(Some(n))` with the number of tokens
+    /// now accepted, `Ok(None)` if unchanged. On error the previous tokens stay.
+    pub fn reload_if_changed(&self) -> Result<Option<usize>, TokenError> {
+        let now = stamp(&self.path);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if *seen == now {
+            return Ok(None);
+        }
+        // Remember the version even if it is bad: it is reported once, not every poll.
+        *seen = now;
+        let set = Self::read(&self.path, self.extra)?;
+        let n = set.len();
+        match self.current.write() {
+            Ok(mut current) => *current = Arc::new(set),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
+        }
+        Ok(Some(n))
+    }
+}
+
+/// Rereads the tokens file every [`RELOAD_EVERY`] until `stop` turns true.
+pub async fn watch(tokens: &LiveTokens, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RELOAD_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        match tokens.reload_if_changed() {
+            Ok(Some(n)) => tracing::info!(tokens = n, "tokens file reread"),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "tokens file not reread; the tokens accepted so far stay")
+            }
+        }
     }
 }
 
@@ -196,6 +310,41 @@ pub fn create(data: &Path, name: &str) -> Result<String, TokenError> {
     Ok(token)
 }
 
+/// Removes the token named `name` from `<data>/tokens` (rewritten through a temporary file,
+/// fsync'd, renamed). `Ok(false)` if there was none by that name.
+pub fn revoke(data: &Path, name: &str) -> Result<bool, TokenError> {
+    let path = data.join(TOKENS_FILE);
+    let io = |source| TokenError::Io {
+        path: path.clone(),
+        source,
+    };
+    let entries = read_entries(&path)?;
+    if !entries.iter().any(|(n, _)| n == name) {
+        return Ok(false);
+    }
+    let mut text = String::new();
+    for (n, d) in entries.iter().filter(|(n, _)| n != name) {
+        let _ = writeln!(text, "{n}\t{}", to_hex(d));
+    }
+    let tmp = data.join(format!("{TOKENS_FILE}.tmp"));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    if let Ok(dir) = std::fs::File::open(data) {
+        let _ = dir.sync_all();
+    }
+    Ok(true)
+}
+
+/// The names of the tokens in `<data>/tokens`.
+pub fn names(data: &Path) -> Result<Vec<String>, TokenError> {
+    Ok(read_entries(&data.join(TOKENS_FILE))?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,7 +356,7 @@ mod tests {
         assert!(token.starts_with(TOKEN_PREFIX));
         let stored = std::fs::read_to_string(dir.path().join(TOKENS_FILE)).unwrap();
         assert!(!stored.contains(&token[TOKEN_PREFIX.len()..]));
-        let set = TokenSet::load(dir.path(), None).unwrap();
+        let set = LiveTokens::load(dir.path(), None).unwrap();
         assert!(set.authorizes(Some(format!("Bearer {token}").as_bytes())));
         assert!(set.authorizes(Some(format!("bearer {token}").as_bytes())));
         assert!(!set.authorizes(Some(format!("Bearer {token}x").as_bytes())));
@@ -231,18 +380,18 @@ mod tests {
     #[test]
     fn the_environment_token_is_accepted_too() {
         let dir = tempfile::tempdir().unwrap();
-        let set = TokenSet::load(dir.path(), Some("s3cret")).unwrap();
+        let set = LiveTokens::load(dir.path(), Some("s3cret")).unwrap();
         assert!(set.authorizes(Some(b"Bearer s3cret")));
         assert!(!set.authorizes(Some(b"Bearer s3cre")));
         assert!(!set.authorizes(Some(b"Basic s3cret")));
-        let empty = TokenSet::load(dir.path(), Some("")).unwrap();
+        let empty = LiveTokens::load(dir.path(), Some("")).unwrap();
         assert!(empty.is_empty());
         assert!(!empty.authorizes(Some(b"Bearer ")));
     }
 
     #[test]
     fn hostile_headers_are_refused_without_panicking() {
-        let set = TokenSet::load(tempfile::tempdir().unwrap().path(), Some("t")).unwrap();
+        let set = LiveTokens::load(tempfile::tempdir().unwrap().path(), Some("t")).unwrap();
         let long = vec![b'a'; 10_000];
         for h in [&b""[..], b"Bearer", b"Bearer  ", b"\xff\xfe", &long] {
             assert!(!set.authorizes(Some(h)));
@@ -250,10 +399,48 @@ mod tests {
     }
 
     #[test]
+    fn a_running_node_follows_creations_and_revocations() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = LiveTokens::load(dir.path(), Some("env-token")).unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live.reload_if_changed().unwrap(), None);
+        let a = create(dir.path(), "depot-a").unwrap();
+        let b = create(dir.path(), "depot-b").unwrap();
+        let bearer = |t: &str| format!("Bearer {t}");
+        assert!(!live.authorizes(Some(bearer(&a).as_bytes())));
+        assert_eq!(live.reload_if_changed().unwrap(), Some(3));
+        assert!(live.authorizes(Some(bearer(&a).as_bytes())));
+        assert!(live.authorizes(Some(bearer(&b).as_bytes())));
+        assert!(live.authorizes(Some(b"Bearer env-token")));
+
+        assert!(revoke(dir.path(), "depot-a").unwrap());
+        assert!(!revoke(dir.path(), "depot-a").unwrap());
+        assert_eq!(names(dir.path()).unwrap(), vec!["depot-b".to_owned()]);
+        assert_eq!(live.reload_if_changed().unwrap(), Some(2));
+        assert!(!live.authorizes(Some(bearer(&a).as_bytes())));
+        assert!(live.authorizes(Some(bearer(&b).as_bytes())));
+
+        // A broken file is reported once and changes nothing; fixing it is picked up.
+        let good = std::fs::read_to_string(dir.path().join(TOKENS_FILE)).unwrap();
+        std::fs::write(dir.path().join(TOKENS_FILE), "half-written\tab").unwrap();
+        assert!(live.reload_if_changed().is_err());
+        assert_eq!(live.reload_if_changed().unwrap(), None);
+        assert!(live.authorizes(Some(bearer(&b).as_bytes())));
+        std::fs::write(dir.path().join(TOKENS_FILE), good).unwrap();
+        assert_eq!(live.reload_if_changed().unwrap(), Some(2));
+
+        // Removing the file removes its tokens, not the environment's.
+        std::fs::remove_file(dir.path().join(TOKENS_FILE)).unwrap();
+        assert_eq!(live.reload_if_changed().unwrap(), Some(1));
+        assert!(!live.authorizes(Some(bearer(&b).as_bytes())));
+        assert!(live.authorizes(Some(b"Bearer env-token")));
+    }
+
+    #[test]
     fn a_corrupt_tokens_file_is_an_error_with_its_line() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(TOKENS_FILE), "ok\t00\n").unwrap();
-        let err = TokenSet::load(dir.path(), None).unwrap_err().to_string();
+        let err = LiveTokens::load(dir.path(), None).unwrap_err().to_string();
         assert!(err.contains(":1:"), "{err}");
     }
 }
