@@ -1,5 +1,11 @@
-//! Forwarding the spool to the ingest API: in order, in batches of at most `batch` events, with
-//! exponential backoff and full jitter on failure. The spool's cursor moves only after a `200`.
+//! Forwarding the spool to the ingest API: in batches of at most `batch` events, up to
+//! `in_flight` batches at once (each on its own connection, so the node's group commit can make
+//! them durable together), with exponential backoff and full jitter on failure. Outcomes are
+//! taken in spool order and the spool's cursor moves only over a contiguous run of acknowledged
+//! (or parked) batches: after a failure, the batches behind it are sent again (the server counts
+//! them as duplicates). Batches in flight together may be committed in any order among
+//! themselves; a parcel's status does not depend on arrival order except for events with the
+//! very same `occurred_at`.
 //!
 //! - `200`: acknowledged; advance the cursor.
 //! - connection error, timeout, `5xx`, `429`: retry the same batch after a backoff.
@@ -29,6 +35,8 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest batch (the ingest API takes at most 10,000 lines).
 pub const MAX_BATCH: usize = 10_000;
+/// Most batches in flight at once.
+pub const MAX_IN_FLIGHT: usize = 16;
 
 /// Counters shared with the metrics endpoint.
 #[derive(Debug, Default)]
@@ -96,7 +104,7 @@ enum Outcome {
     Unauthorized(String),
 }
 
-async fn post(target: &Target, body: Vec<u8>) -> Outcome {
+async fn post(target: &Target, body: Bytes) -> Outcome {
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(&target.authority)
             .await
@@ -110,7 +118,7 @@ async fn post(target: &Target, body: Vec<u8>) -> Outcome {
             .header("host", target.authority.as_str())
             .header("authorization", format!("Bearer {}", target.token))
             .header("content-type", "application/x-ndjson")
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body))
             .map_err(|e| format!("request: {e}"))?;
         let response = sender
             .send_request(request)
@@ -146,22 +154,28 @@ async fn post(target: &Target, body: Vec<u8>) -> Outcome {
 }
 
 /// Forwards until `stop` says so (or, with `once`, until the spool is empty).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     spool: Arc<Mutex<Spool>>,
     target: Target,
     batch: usize,
+    in_flight: usize,
     stats: Arc<ForwardStats>,
     wake: Arc<Notify>,
     once: bool,
     rejected_path: std::path::PathBuf,
 ) -> Result<(), String> {
     assert!((1..=MAX_BATCH).contains(&batch));
+    assert!((1..=MAX_IN_FLIGHT).contains(&in_flight));
+    let target = Arc::new(target);
     let mut attempt = 0u32;
     let mut random = 0x2545_F491_4F6C_DD1D ^ u64::from(std::process::id());
     loop {
         let pending = {
             let spool = spool.lock().await;
-            spool.pending(batch).map_err(|e| e.to_string())?
+            spool
+                .pending(batch * in_flight)
+                .map_err(|e| e.to_string())?
         };
         if pending.is_empty() {
             if once {
@@ -171,54 +185,74 @@ pub async fn run(
             let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
             continue;
         }
-        let last = pending.last().expect("not empty").seq;
-        let mut body = Vec::new();
-        for r in &pending {
-            body.extend_from_slice(&r.payload);
-            body.push(b'\n');
+        // Every batch goes out at once; answers are taken in order.
+        let mut sent = Vec::new();
+        for records in pending.chunks(batch) {
+            let mut body = Vec::new();
+            for r in records {
+                body.extend_from_slice(&r.payload);
+                body.push(b'\n');
+            }
+            let body = Bytes::from(body);
+            let target = target.clone();
+            let request = body.clone();
+            let answer = tokio::spawn(async move { post(&target, request).await });
+            sent.push((records, body, answer));
         }
-        let outcome = post(&target, body.clone()).await;
-        match outcome {
-            Outcome::Acked {
-                accepted,
-                duplicates,
-            } => {
-                tracing::debug!(first = pending[0].seq, last, accepted, duplicates, to = %target.authority, "batch acknowledged");
-                spool.lock().await.ack(last).map_err(|e| e.to_string())?;
-                stats.forwarded.fetch_add(accepted, Relaxed);
-                stats.duplicates.fetch_add(duplicates, Relaxed);
-                attempt = 0;
-            }
-            Outcome::Rejected(reason) => {
-                tracing::error!(events = pending.len(), %reason, "the server refused a batch; parked in rejected.ndjson");
-                let mut file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&rejected_path)
-                    .map_err(|e| format!("{}: {e}", rejected_path.display()))?;
-                let note = serde_json::json!({ "rejected": reason.trim() }).to_string();
-                file.write_all(format!("{note}\n").as_bytes())
-                    .and_then(|_| file.write_all(&body))
-                    .and_then(|_| file.sync_all())
-                    .map_err(|e| format!("{}: {e}", rejected_path.display()))?;
-                spool.lock().await.ack(last).map_err(|e| e.to_string())?;
-                stats.rejected.fetch_add(pending.len() as u64, Relaxed);
-                attempt = 0;
-            }
-            Outcome::Unauthorized(reason) => {
-                stats.failures.fetch_add(1, Relaxed);
-                tracing::error!(%reason, "the ingest API refuses this depot's token; fix --token");
-                tokio::time::sleep(BACKOFF_CAP).await;
-            }
-            Outcome::Retry(reason) => {
-                stats.failures.fetch_add(1, Relaxed);
-                let delay = backoff(attempt, jitter_source(&mut random));
-                if attempt < 3 || attempt.is_multiple_of(10) {
-                    tracing::warn!(%reason, attempt, delay_ms = delay.as_millis() as u64, "forwarding failed; retrying");
+        let mut sent = sent.into_iter();
+        for (records, body, answer) in sent.by_ref() {
+            let outcome = answer
+                .await
+                .unwrap_or_else(|e| Outcome::Retry(format!("forwarding task: {e}")));
+            let last = records.last().expect("chunks are not empty").seq;
+            match outcome {
+                Outcome::Acked {
+                    accepted,
+                    duplicates,
+                } => {
+                    tracing::debug!(first = records[0].seq, last, accepted, duplicates, to = %target.authority, "batch acknowledged");
+                    spool.lock().await.ack(last).map_err(|e| e.to_string())?;
+                    stats.forwarded.fetch_add(accepted, Relaxed);
+                    stats.duplicates.fetch_add(duplicates, Relaxed);
+                    attempt = 0;
                 }
-                attempt = attempt.saturating_add(1);
-                tokio::time::sleep(delay).await;
+                Outcome::Rejected(reason) => {
+                    tracing::error!(events = records.len(), %reason, "the server refused a batch; parked in rejected.ndjson");
+                    let mut file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&rejected_path)
+                        .map_err(|e| format!("{}: {e}", rejected_path.display()))?;
+                    let note = serde_json::json!({ "rejected": reason.trim() }).to_string();
+                    file.write_all(format!("{note}\n").as_bytes())
+                        .and_then(|_| file.write_all(&body))
+                        .and_then(|_| file.sync_all())
+                        .map_err(|e| format!("{}: {e}", rejected_path.display()))?;
+                    spool.lock().await.ack(last).map_err(|e| e.to_string())?;
+                    stats.rejected.fetch_add(records.len() as u64, Relaxed);
+                    attempt = 0;
+                }
+                Outcome::Unauthorized(reason) => {
+                    stats.failures.fetch_add(1, Relaxed);
+                    tracing::error!(%reason, "the ingest API refuses this depot's token; fix --token");
+                    tokio::time::sleep(BACKOFF_CAP).await;
+                    break;
+                }
+                Outcome::Retry(reason) => {
+                    stats.failures.fetch_add(1, Relaxed);
+                    let delay = backoff(attempt, jitter_source(&mut random));
+                    if attempt < 3 || attempt.is_multiple_of(10) {
+                        tracing::warn!(%reason, attempt, delay_ms = delay.as_millis() as u64, "forwarding failed; retrying");
+                    }
+                    attempt = attempt.saturating_add(1);
+                    tokio::time::sleep(delay).await;
+                    break;
+                }
             }
+        }
+        // After a failure, the batches behind it are abandoned and sent again from the cursor.
+        for (_, _, answer) in sent {
+            answer.abort();
         }
     }
 }

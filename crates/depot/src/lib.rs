@@ -65,6 +65,9 @@ pub struct DepotArgs {
     /// Events per forwarded batch (1 to 10000)
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=10000))]
     pub batch: u16,
+    /// Batches forwarded at once (1 to 16): the node makes concurrent batches durable together
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub in_flight: u8,
     /// Most events the spool holds; entry is refused past it
     #[arg(long, default_value_t = spool::DEFAULT_MAX_BACKLOG)]
     pub max_backlog: u64,
@@ -331,6 +334,7 @@ pub fn run(args: DepotArgs) -> anyhow::Result<()> {
         depot.spool.clone(),
         target,
         usize::from(args.batch),
+        usize::from(args.in_flight),
         depot.stats.clone(),
         depot.wake.clone(),
         args.once,
