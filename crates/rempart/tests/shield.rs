@@ -199,6 +199,72 @@ fn unknown_numbers_are_refused_without_storage() {
     assert_eq!(server.get("/v1/parcels/RR123456785FR").status, 200);
 }
 
+/// A depot that sends a batch and hangs up before the answer (killed mid-request): the request
+/// handler is dropped, but the commit and its follow-up (existence filter, cache) run in a task of
+/// their own, so batches that arrived whole are stored and their parcels are visible at once, not
+/// after the next filter rebuild. (Run in the handler itself, as before, the commit was dropped
+/// with it: this test then finds nothing stored.)
+#[test]
+fn batches_whose_client_hangs_up_are_stored_and_visible_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--filter-rebuild-s", "3600"], &[]);
+    ingest_one(&server, "first:1", "RR123456785FR");
+    wait_for("the existence filter is built", || {
+        server.metric("rempart_filter_numbers") >= 1
+            || server.metric("rempart_filter_recent_numbers") >= 1
+    });
+    let unknown = rempart_domain::TrackingNumber::s10("ZZ", 77_777, "FR").unwrap();
+    assert_eq!(
+        server.get(&format!("/v1/parcels/{unknown}")).status,
+        404,
+        "the filter answers for unknown numbers"
+    );
+    // Batches of 2,000 events (one parcel each), so that a commit takes a while and the hang-up
+    // lands while it runs.
+    let numbers: Vec<String> = (0..12u32)
+        .map(|i| {
+            rempart_domain::TrackingNumber::s10("RR", 30_000 + i, "FR")
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for (i, tn) in numbers.iter().enumerate() {
+        let body: String = (0..2_000)
+            .map(|j| {
+                event_line(
+                    &format!("hangup:{i}:{j}"),
+                    tn,
+                    "PC1",
+                    "2025-12-22T07:00:00Z",
+                    None,
+                )
+            })
+            .collect();
+        let head = format!(
+            "POST /v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut s = TcpStream::connect(server.ingest).unwrap();
+        s.write_all(format!("{head}{body}").as_bytes()).unwrap();
+        drop(s); // no answer awaited
+    }
+    // Let the commits in flight finish: the accepted count stops moving.
+    let accepted = || server.metric("rempart_ingest_events_total{outcome=\"accepted\"}");
+    let mut last = accepted();
+    wait_for("the hung-up batches are committed", || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = accepted();
+        std::mem::replace(&mut last, now) == now
+    });
+    let stored = (accepted() - 1) / 2_000;
+    assert!(stored > 0, "no hung-up batch was stored at all");
+    let visible = numbers
+        .iter()
+        .filter(|tn| server.get_as_partner(&format!("/v1/parcels/{tn}")).status == 200)
+        .count() as u64;
+    assert_eq!(visible, stored, "stored parcels answer 404");
+}
+
 #[test]
 fn per_source_rate_limits_answer_429_and_spare_others() {
     let dir = tempfile::tempdir().unwrap();
