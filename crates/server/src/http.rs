@@ -1,7 +1,9 @@
-//! The accept loop shared by both listeners (each with its own connection driver): a connection cap (a connection over it is closed at
-//! once, before any byte is read), a deadline for the request head (slow-header clients), bounded
-//! header buffers, and graceful shutdown (stop accepting, let requests in flight finish within
-//! the grace period, then close).
+//! The accept loop shared by both listeners, each with its own connection driver: a connection
+//! cap (a connection over it is closed at once, before any byte is read), the per-source cap on
+//! the public side, and graceful shutdown (stop accepting, let requests in flight finish within
+//! the grace period, then close). The ingest listener's connections run on hyper (header
+//! deadline, bounded head, idle timeout) in [`hyper_connection`]; the public listener's on
+//! [`crate::edge`].
 
 use std::future::Future;
 use std::net::SocketAddr;
