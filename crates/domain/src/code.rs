@@ -1,4 +1,4 @@
-//! Scan event codes and the normalized statuses they map to (SPEC.md, "Event vocabulary").
+//! Scan event codes and the normalized statuses they map to (docs/api.md, "Event codes").
 
 use std::fmt;
 

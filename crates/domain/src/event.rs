@@ -255,7 +255,54 @@ fn optional_text(
             message: "must not contain control characters".into(),
         });
     }
+    if let Some((at, c)) = value
+        .chars()
+        .enumerate()
+        .find(|&(_, c)| is_invisible_format(c))
+    {
+        return Err(EventError::Field {
+            field,
+            message: format!(
+                "must not contain invisible or bidirectional formatting characters (U+{:04X} at character {})",
+                u32::from(c),
+                at + 1
+            ),
+        });
+    }
     Ok(Some(value.to_owned()))
+}
+
+/// Unicode format characters (general category `Cf`, Unicode 16) and the line and paragraph
+/// separators (U+2028, U+2029). They are invisible yet change what a reader sees: U+202E turns
+/// `Paris 15` into text that reads backwards, U+200B hides a difference between two look-alike
+/// names, U+2028 breaks a line inside a JSON string some parsers choke on. Nothing a depot stores
+/// (a facility name, a product name) needs one, so ingest refuses them all rather than guess
+/// which are harmless.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -354,6 +401,68 @@ mod tests {
     }
 
     #[test]
+    fn invisible_and_bidirectional_characters_are_refused_with_their_code_point() {
+        for (field, sample) in [("location", "Paris 15"), ("product", "colissimo")] {
+            for (escaped, shown) in [
+                ("\\u202e", "U+202E"),
+                ("\\u202a", "U+202A"),
+                ("\\u2066", "U+2066"),
+                ("\\u2069", "U+2069"),
+                ("\\u200b", "U+200B"),
+                ("\\u200f", "U+200F"),
+                ("\\u2028", "U+2028"),
+                ("\\u2029", "U+2029"),
+                ("\\ufeff", "U+FEFF"),
+                ("\\u00ad", "U+00AD"),
+                ("\\u2060", "U+2060"),
+                ("\\udb40\\udc41", "U+E0041"),
+            ] {
+                let text = GOOD.replace(sample, &format!("ab{escaped}c"));
+                let err = parse_event_line(&line(&text), NOW).unwrap_err();
+                let EventError::Field { field: f, message } = &err else {
+                    panic!("{err:?}")
+                };
+                assert_eq!(*f, field);
+                assert!(
+                    message.contains(shown) && message.contains("at character 3"),
+                    "{message}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ordinary_non_ascii_text_is_kept() {
+        for name in [
+            "Saint-Étienne PPDC",
+            "Łódź",
+            "Ελλάδα",
+            "東京",
+            "São Paulo – Centro",
+            "Zürich 1",
+        ] {
+            let e = parse_event_line(&line(&GOOD.replace("Paris 15", name)), NOW).unwrap();
+            assert_eq!(e.location.as_deref(), Some(name));
+        }
+    }
+
+    #[test]
+    fn the_format_character_table_matches_the_categories_it_names() {
+        // Spot checks on both sides of each boundary the table draws.
+        for c in [
+            '\u{ad}', '\u{200b}', '\u{200f}', '\u{202a}', '\u{202e}', '\u{2066}', '\u{2069}',
+            '\u{feff}', '\u{2028}', '\u{2029}',
+        ] {
+            assert!(is_invisible_format(c), "{c:?}");
+        }
+        for c in [
+            'a', 'é', '\u{2010}', '\u{2027}', '\u{202f}', '\u{2065}', '\u{fefe}', ' ', '\u{a0}',
+        ] {
+            assert!(!is_invisible_format(c), "{c:?}");
+        }
+    }
+
+    #[test]
     fn non_utf8_is_refused() {
         let mut bytes = line(GOOD);
         let pos = bytes.iter().position(|&b| b == b'P').unwrap();
@@ -377,6 +486,29 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
             let _ = parse_event_line(&bytes, NOW);
+        }
+
+        /// Whatever text a line carries, an accepted event never stores a format character.
+        #[test]
+        fn stored_text_never_holds_format_characters(
+            chars in prop::collection::vec(
+                prop_oneof![
+                    any::<char>(),
+                    prop::sample::select(vec!['\u{202e}', '\u{200b}', '\u{2028}', '\u{feff}', '\u{2066}', '\u{e0041}']),
+                ],
+                0..40,
+            )
+        ) {
+            let text: String = chars.into_iter().collect();
+            let l = serde_json::json!({
+                "event_id": "p", "tracking_number": "RR123456785FR", "code": "PC1",
+                "occurred_at": "2025-12-22T07:02:11+01:00", "location": text, "product": text,
+            });
+            if let Ok(e) = parse_event_line(l.to_string().as_bytes(), NOW) {
+                for t in [e.location, e.product].into_iter().flatten() {
+                    prop_assert!(!t.chars().any(is_invisible_format));
+                }
+            }
         }
 
         #[test]

@@ -4,16 +4,18 @@
 //! Invariant: this crate does no I/O and reads no clock. Everything here is a pure function
 //! of its inputs, so every other crate (server, store, depot, siege) shares exactly the same rules.
 
+mod change;
 mod code;
 mod countries;
 mod event;
 mod parcel;
 mod tracking;
 
+pub use change::{Latest, ParcelState, StatusChange, StatusTracker};
 pub use code::{EventCode, Status};
 pub use event::{
     Event, EventError, EventId, LOCATION_MAX_CHARS, PRODUCT_MAX_CHARS, StoredEvent, Timestamp,
-    parse_event_line,
+    is_invisible_format, parse_event_line,
 };
 pub use parcel::{MAX_VIEW_EVENTS, ParcelEvent, ParcelView};
 pub use tracking::{TrackingNumber, TrackingNumberError};

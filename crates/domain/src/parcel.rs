@@ -5,21 +5,32 @@ use serde::Serialize;
 use crate::{EventCode, Status, StoredEvent, Timestamp, TrackingNumber};
 
 /// Most events a view shows (the newest ones). A parcel has a dozen in practice; the bound keeps
-/// a pathological parcel from producing an unbounded response.
+/// a pathological parcel from producing an unbounded response. A view that is cut says so
+/// (`events_truncated`, `events_total`).
 pub const MAX_VIEW_EVENTS: usize = 200;
 
-/// One line of a parcel's history, as shown publicly.
+/// One line of a parcel's history, as shown publicly. `code` is written as its three letters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ParcelEvent {
-    pub code: &'static str,
+    #[serde(serialize_with = "code_as_str")]
+    pub code: EventCode,
     pub status: Status,
     pub label: &'static str,
     pub occurred_at: Timestamp,
     pub location: Option<String>,
 }
 
-/// A parcel as the public API shows it (SPEC.md, `GET /v1/parcels/{n}`). Field order is the
+fn code_as_str<S: serde::Serializer>(code: &EventCode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(code.as_str())
+}
+
+/// A parcel as the public API shows it (docs/api.md, `GET /v1/parcels/{n}`). Field order is the
 /// JSON order.
+///
+/// `events` holds at most [`MAX_VIEW_EVENTS`], the newest. `events_total` is how many events the
+/// view was built from and `events_truncated` whether `events` holds fewer. A store hands over at
+/// most its own bound of events per parcel (1,000 for both backends), so past that bound the total
+/// counts what was read, not every event ever stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ParcelView {
     pub tracking_number: TrackingNumber,
@@ -28,6 +39,8 @@ pub struct ParcelView {
     pub is_final: bool,
     pub last_event_at: Timestamp,
     pub events: Vec<ParcelEvent>,
+    pub events_truncated: bool,
+    pub events_total: usize,
 }
 
 impl ParcelView {
@@ -50,11 +63,12 @@ impl ParcelView {
         let code: EventCode = latest.event.code;
         let product = events.iter().find_map(|e| e.event.product.clone());
         let last_event_at = latest.event.occurred_at;
-        let events = events
+        let events_total = events.len();
+        let events: Vec<ParcelEvent> = events
             .into_iter()
             .take(MAX_VIEW_EVENTS)
             .map(|e| ParcelEvent {
-                code: e.event.code.as_str(),
+                code: e.event.code,
                 status: e.event.code.status(),
                 label: e.event.code.label(),
                 occurred_at: e.event.occurred_at,
@@ -67,6 +81,8 @@ impl ParcelView {
             status: code.status(),
             is_final: code.is_final(),
             last_event_at,
+            events_truncated: events.len() < events_total,
+            events_total,
             events,
         })
     }
@@ -129,8 +145,10 @@ mod tests {
             ],
         )
         .unwrap();
-        let codes: Vec<_> = view.events.iter().map(|e| e.code).collect();
+        let codes: Vec<_> = view.events.iter().map(|e| e.code.as_str()).collect();
         assert_eq!(codes, ["MD2", "ET1", "PC1"]);
+        assert!(!view.events_truncated);
+        assert_eq!(view.events_total, 3);
         assert_eq!(view.status, Status::OutForDelivery);
         assert!(!view.is_final);
         assert_eq!(view.last_event_at.to_rfc3339(), "2025-12-22T07:00:00Z");
@@ -187,20 +205,46 @@ mod tests {
         let json = String::from_utf8(view.to_json()).unwrap();
         assert_eq!(
             json,
-            r#"{"tracking_number":"RR123456785FR","product":"colissimo","status":"in_transit","is_final":false,"last_event_at":"2025-12-22T08:14:00Z","events":[{"code":"ET1","status":"in_transit","label":"Being processed","occurred_at":"2025-12-22T08:14:00Z","location":"site a"}]}"#
+            r#"{"tracking_number":"RR123456785FR","product":"colissimo","status":"in_transit","is_final":false,"last_event_at":"2025-12-22T08:14:00Z","events":[{"code":"ET1","status":"in_transit","label":"Being processed","occurred_at":"2025-12-22T08:14:00Z","location":"site a"}],"events_truncated":false,"events_total":1}"#
         );
     }
 
-    #[test]
-    fn views_are_bounded() {
-        let events = (0..MAX_VIEW_EVENTS as u64 + 50)
+    /// `n` ET1 events one microsecond apart, received in order.
+    fn numbered_events(n: usize) -> Vec<StoredEvent> {
+        (0..n as u64)
             .map(|i| {
                 let mut e = ev("a", EventCode::Et1, "2025-12-22T08:14:00Z", i, None);
                 e.event.occurred_at = Timestamp(e.event.occurred_at.0 + i as i64);
                 e
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn views_are_bounded() {
+        let events = numbered_events(MAX_VIEW_EVENTS + 50);
         let view = ParcelView::build(tn(), events).unwrap();
         assert_eq!(view.events.len(), MAX_VIEW_EVENTS);
+        assert!(view.events_truncated);
+        assert_eq!(view.events_total, MAX_VIEW_EVENTS + 50);
+        // The newest are kept.
+        assert!(
+            view.events
+                .iter()
+                .all(|e| e.occurred_at.0 >= view.events[0].occurred_at.0 - 199)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&view.to_json()).unwrap();
+        assert_eq!(json["events_truncated"], true);
+        assert_eq!(json["events_total"], MAX_VIEW_EVENTS + 50);
+        assert_eq!(json["events"].as_array().unwrap().len(), MAX_VIEW_EVENTS);
+    }
+
+    #[test]
+    fn a_view_exactly_at_the_bound_is_not_truncated() {
+        let events = numbered_events(MAX_VIEW_EVENTS);
+        let view = ParcelView::build(tn(), events).unwrap();
+        assert_eq!(view.events.len(), MAX_VIEW_EVENTS);
+        assert!(!view.events_truncated);
+        assert_eq!(view.events_total, MAX_VIEW_EVENTS);
     }
 }

@@ -1,7 +1,14 @@
-//! Tracking numbers: the two accepted formats and their check digits (SPEC.md, "Tracking numbers").
+//! Tracking numbers: the two accepted formats and their check digits (docs/api.md, "Conventions").
 //!
 //! A [`TrackingNumber`] is valid by construction: the only way to get one is [`TrackingNumber::parse`]
 //! (or [`TrackingNumber::from_bytes`] on stored, already-validated bytes, which re-validates).
+//!
+//! Two entry points, on purpose: [`TrackingNumber::parse`] is the strict form machines send (ingest,
+//! the JSON API: 13 characters, surrounding spaces trimmed, any case), and
+//! [`TrackingNumber::parse_typed`] is what a person types or pastes into a form or an address bar
+//! (`6A 1000 0000 016`, `rr-123-456-785-fr`): it also drops the spaces and dashes people use to
+//! group characters. Ingest stays strict, so a depot that sends `6A 1000…` learns of its bug
+//! instead of storing a form a customer would never see.
 
 use std::fmt;
 
@@ -9,6 +16,11 @@ use crate::countries::is_iso3166_alpha2;
 
 /// Both accepted formats are exactly 13 ASCII characters long.
 pub const LEN: usize = 13;
+
+/// Longest input, in bytes, [`TrackingNumber::parse_typed`] looks at: 13 characters with a
+/// separator between each and spaces around still fit; anything longer is refused before any
+/// character is examined one by one.
+pub const TYPED_MAX_BYTES: usize = 64;
 
 /// A valid tracking number, stored upper-case as 13 ASCII bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,6 +79,40 @@ impl TrackingNumber {
         Ok(Self(b))
     }
 
+    /// Parses a number as a person types or pastes it: like [`parse`](Self::parse), and spaces
+    /// and dashes anywhere are ignored (ASCII space, tab, `-`, no-break and thin spaces, the
+    /// Unicode hyphens and dashes U+2010–U+2015 and minus U+2212). For pages and the search form;
+    /// ingest keeps the strict [`parse`](Self::parse).
+    pub fn parse_typed(input: &str) -> Result<Self, TrackingNumberError> {
+        if input.len() > TYPED_MAX_BYTES {
+            return Err(TrackingNumberError::Length(input.chars().count()));
+        }
+        let mut b = [0u8; LEN];
+        let mut n = 0;
+        for c in input.chars().filter(|&c| !is_typed_separator(c)) {
+            if n < LEN {
+                // A non-ASCII character left here is not a separator: let the strict parser
+                // refuse it as a format error rather than miscounting its UTF-8 bytes.
+                b[n] = if c.is_ascii() { c as u8 } else { b'?' };
+            }
+            n += 1;
+        }
+        if n != LEN {
+            return Err(TrackingNumberError::Length(n));
+        }
+        Self::parse_bytes(&b)
+    }
+
+    /// Like [`parse_typed`](Self::parse_typed) over raw bytes (e.g. a percent-decoded URL path
+    /// segment); bytes that are not UTF-8 are a format error.
+    pub fn parse_typed_bytes(input: &[u8]) -> Result<Self, TrackingNumberError> {
+        if input.len() > TYPED_MAX_BYTES {
+            return Err(TrackingNumberError::Length(input.len()));
+        }
+        let text = std::str::from_utf8(input).map_err(|_| TrackingNumberError::Format)?;
+        Self::parse_typed(text)
+    }
+
     /// Rebuilds a tracking number from its 13 stored bytes, validating them again.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TrackingNumberError> {
         Self::parse_bytes(bytes)
@@ -106,6 +152,16 @@ impl TrackingNumber {
         let check = domestic_check_digit(body.as_bytes());
         Self::parse(&format!("{lead}{letter}{body}{check}"))
     }
+}
+
+/// The characters people put between groups of a number, or that copying from a PDF or a
+/// word processor turns spaces and dashes into.
+fn is_typed_separator(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '\t' | '-' | '\u{a0}' | '\u{2009}' | '\u{202f}' | '\u{2010}'
+            ..='\u{2015}' | '\u{2212}'
+    )
 }
 
 fn is_s10_shape(b: &[u8; LEN]) -> bool {
@@ -282,6 +338,62 @@ mod tests {
         assert!(TrackingNumber::s10("RR", 100_000_000, "FR").is_err());
     }
 
+    #[test]
+    fn typed_numbers_accept_the_groupings_people_use() {
+        let domestic = TrackingNumber::parse("6A12345678905").unwrap();
+        for typed in [
+            "6A 1234 5678 905",
+            " 6a-1234-5678-905 ",
+            "6A\u{a0}1234\u{202f}5678\u{2009}905",
+            "6a\u{2013}12345678905",
+            "6 A 1 2 3 4 5 6 7 8 9 0 5",
+            "\t6A12345678905\t",
+        ] {
+            assert_eq!(
+                TrackingNumber::parse_typed(typed),
+                Ok(domestic),
+                "{typed:?}"
+            );
+        }
+        let s10 = TrackingNumber::parse("RR123456785FR").unwrap();
+        assert_eq!(TrackingNumber::parse_typed("rr 123 456 785 fr"), Ok(s10));
+        assert_eq!(
+            TrackingNumber::parse_typed_bytes(b"RR-123-456-785-FR"),
+            Ok(s10)
+        );
+        // The strict parser keeps refusing them: ingest does not guess.
+        assert!(TrackingNumber::parse("6A 1234 5678 905").is_err());
+    }
+
+    #[test]
+    fn typed_numbers_still_refuse_what_is_not_a_number() {
+        let cases: &[(&str, TrackingNumberError)] = &[
+            ("", TrackingNumberError::Length(0)),
+            (" - - ", TrackingNumberError::Length(0)),
+            ("6A 1234 5678 90", TrackingNumberError::Length(12)),
+            ("6A 1234 5678 9055", TrackingNumberError::Length(14)),
+            ("6A 1234 5678 904", TrackingNumberError::CheckDigit),
+            ("6A.1234.5678.905", TrackingNumberError::Length(16)),
+            ("6A_12345678905", TrackingNumberError::Length(14)),
+            ("6A1234567890\u{0665}", TrackingNumberError::Format),
+            ("6A12345678905\u{200b}", TrackingNumberError::Length(14)),
+        ];
+        for (typed, err) in cases {
+            assert_eq!(
+                &TrackingNumber::parse_typed(typed).unwrap_err(),
+                err,
+                "{typed:?}"
+            );
+        }
+        let long = "6".repeat(TYPED_MAX_BYTES + 1);
+        assert!(TrackingNumber::parse_typed(&long).is_err());
+        assert!(TrackingNumber::parse_typed_bytes(long.as_bytes()).is_err());
+        assert_eq!(
+            TrackingNumber::parse_typed_bytes(b"6A1234567890\xff"),
+            Err(TrackingNumberError::Format)
+        );
+    }
+
     fn valid_s10() -> impl Strategy<Value = TrackingNumber> {
         (
             "[A-Z]{2}",
@@ -342,6 +454,41 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..40)) {
             let _ = TrackingNumber::parse_bytes(&bytes);
+        }
+
+        /// Any valid number, cut into groups by any separators people type, in any case, parses
+        /// back to itself.
+        #[test]
+        fn typed_groupings_round_trip(
+            tn in valid_any(),
+            seps in prop::collection::vec(
+                prop::option::of(prop::sample::select(vec![" ", "-", "  ", "\u{a0}", "\u{202f}", "\u{2013}", " - "])),
+                14,
+            ),
+            lower in any::<bool>(),
+        ) {
+            let mut text = String::new();
+            for (i, c) in tn.as_str().chars().enumerate() {
+                if let Some(sep) = seps[i] { text.push_str(sep); }
+                text.push(if lower { c.to_ascii_lowercase() } else { c });
+            }
+            if let Some(sep) = seps[13] { text.push_str(sep); }
+            prop_assume!(text.len() <= TYPED_MAX_BYTES);
+            prop_assert_eq!(TrackingNumber::parse_typed(&text), Ok(tn));
+        }
+
+        /// The typed parser accepts exactly what the strict one accepts once separators are
+        /// removed: it is a relaxation of the spelling, never of the rules.
+        #[test]
+        fn typed_parse_agrees_with_strict_parse(s in "[ a-zA-Z0-9\\-]{0,30}") {
+            let squeezed: String = s.chars().filter(|&c| c != ' ' && c != '-').collect();
+            prop_assert_eq!(TrackingNumber::parse_typed(&s).ok(), TrackingNumber::parse(&squeezed).ok());
+        }
+
+        #[test]
+        fn typed_parse_never_panics(s in "\\PC{0,80}", bytes in prop::collection::vec(any::<u8>(), 0..80)) {
+            let _ = TrackingNumber::parse_typed(&s);
+            let _ = TrackingNumber::parse_typed_bytes(&bytes);
         }
 
         #[test]

@@ -11,12 +11,16 @@
 //!   visible, so a poll re-reads an overlap window ([`PgOptions::change_window`]) behind its
 //!   cursor; every append transaction is bounded by the statement timeout, which is far shorter
 //!   than the window, so no committed row can fall behind the cursor unseen. Repeats are allowed.
-//! - **Errors**: a database that is down or slow becomes `StoreError::Unavailable` with the cause;
-//!   the pool replaces broken connections, so the node recovers by itself.
+//! - **Errors** (`error.rs`) carry their cause: the server's message and SQLSTATE, the address and
+//!   database for connections. A database that is down or slow becomes `StoreError::Unavailable`;
+//!   a COMMIT whose answer never came (connection lost, session terminated) becomes
+//!   `StoreError::OutcomeUnknown`, since the batch may be stored. The pool replaces broken
+//!   connections, so the node recovers by itself.
 //!
 //! Only plain SQL that CockroachDB and YugabyteDB accept is used: no extensions, no LISTEN/NOTIFY,
 //! no advisory locks (see docs/postgres-compat.md).
 
+mod error;
 mod migrations;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -32,6 +36,8 @@ use rempart_store::{
     MAX_PARCEL_EVENTS, StoreError,
 };
 use tokio_postgres::NoTls;
+
+use crate::error::{AppendFailure, PoolLimits, Target, describe, pool_failed, unavailable};
 
 /// Connections in the pool.
 pub const DEFAULT_POOL_SIZE: usize = 16;
@@ -69,17 +75,15 @@ impl Default for PgOptions {
 pub struct PgStore {
     pool: Pool,
     options: PgOptions,
-}
-
-fn unavailable(context: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("database {context}: {e}"))
+    /// Where the pool connects, for error messages.
+    target: Target,
 }
 
 impl PgStore {
     /// Connects, checks the database answers, and applies pending migrations.
     pub async fn connect(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
         let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {}", describe(&e))))?;
         config.connect_timeout(options.connect_timeout);
         config.options(format!(
             "-c statement_timeout={}",
@@ -88,6 +92,7 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("rempart");
         }
+        let target = Target::of(&config);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -102,8 +107,12 @@ impl PgStore {
             .recycle_timeout(Some(options.connect_timeout))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| unavailable("pool", e))?;
-        let store = PgStore { pool, options };
+            .map_err(|e| StoreError::Unavailable(format!("database pool: {e}")))?;
+        let store = PgStore {
+            pool,
+            options,
+            target,
+        };
         {
             let mut client = store.client().await?;
             migrations::apply(&mut client).await?;
@@ -112,10 +121,14 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| unavailable("connection", e))
+        self.pool.get().await.map_err(|e| {
+            let limits = PoolLimits {
+                size: self.options.pool_size,
+                wait: self.options.pool_wait,
+                connect_timeout: self.options.connect_timeout,
+            };
+            pool_failed(e, &self.target, &limits)
+        })
     }
 }
 
@@ -147,6 +160,32 @@ const INSERT: &str = "INSERT INTO rempart_events \
      SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::INT8[], $5::TEXT[], $6::TEXT[]) \
      ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
 
+/// One transaction: the insert, then COMMIT. Returns the number of events stored.
+async fn insert_batch(
+    client: &mut deadpool_postgres::Object,
+    events: &[Event],
+) -> Result<usize, AppendFailure> {
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    let tns: Vec<&str> = events.iter().map(|e| e.tracking_number.as_str()).collect();
+    let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
+    let times: Vec<i64> = events.iter().map(|e| e.occurred_at.0).collect();
+    let locations: Vec<Option<&str>> = events.iter().map(|e| e.location.as_deref()).collect();
+    let products: Vec<Option<&str>> = events.iter().map(|e| e.product.as_deref()).collect();
+    let before = |context| move |e| AppendFailure::BeforeCommit(context, e);
+    let tx = client.transaction().await.map_err(before("begin"))?;
+    let statement = tx.prepare_cached(INSERT).await.map_err(before("prepare"))?;
+    let inserted = tx
+        .query(
+            &statement,
+            &[&ids, &tns, &codes, &times, &locations, &products],
+        )
+        .await
+        .map_err(before("insert"))?;
+    // From here on the batch may be stored even if no answer comes back.
+    tx.commit().await.map_err(AppendFailure::Commit)?;
+    Ok(inserted.len())
+}
+
 #[async_trait]
 impl EventStore for PgStore {
     async fn append(&self, batch: Vec<Event>) -> Result<AppendOutcome, StoreError> {
@@ -161,35 +200,20 @@ impl EventStore for PgStore {
         let mut events = batch;
         events.sort_by(|a, b| a.event_id.as_str().cmp(b.event_id.as_str()));
         events.dedup_by(|a, b| a.event_id == b.event_id);
-        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-        let tns: Vec<&str> = events.iter().map(|e| e.tracking_number.as_str()).collect();
-        let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
-        let times: Vec<i64> = events.iter().map(|e| e.occurred_at.0).collect();
-        let locations: Vec<Option<&str>> = events.iter().map(|e| e.location.as_deref()).collect();
-        let products: Vec<Option<&str>> = events.iter().map(|e| e.product.as_deref()).collect();
-
         let mut client = self.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| unavailable("begin", e))?;
-        let statement = tx
-            .prepare_cached(INSERT)
-            .await
-            .map_err(|e| unavailable("prepare", e))?;
-        let inserted = tx
-            .query(
-                &statement,
-                &[&ids, &tns, &codes, &times, &locations, &products],
-            )
-            .await
-            .map_err(|e| unavailable("insert", e))?;
-        tx.commit().await.map_err(|e| unavailable("commit", e))?;
-        let accepted = inserted.len();
-        Ok(AppendOutcome {
-            accepted,
-            duplicates: total - accepted,
-        })
+        match insert_batch(&mut client, &events).await {
+            Ok(accepted) => Ok(AppendOutcome {
+                accepted,
+                duplicates: total - accepted,
+            }),
+            Err(failure) => {
+                if !failure.session_survives() {
+                    // Never back to the pool: the next append would be handed a dead connection.
+                    drop(deadpool_postgres::Object::take(client));
+                }
+                Err(failure.into())
+            }
+        }
     }
 
     async fn parcel_events(&self, tn: &TrackingNumber) -> Result<Vec<StoredEvent>, StoreError> {
@@ -201,11 +225,11 @@ impl EventStore for PgStore {
                  ORDER BY occurred_at_us DESC, received DESC LIMIT $2",
             )
             .await
-            .map_err(|e| unavailable("prepare", e))?;
+            .map_err(|e| unavailable("prepare", &e))?;
         let rows = client
             .query(&statement, &[&tn.as_str(), &(MAX_PARCEL_EVENTS as i64)])
             .await
-            .map_err(|e| unavailable("read", e))?;
+            .map_err(|e| unavailable("read", &e))?;
         rows.iter().map(decode_row).collect()
     }
 
@@ -225,7 +249,7 @@ impl EventStore for PgStore {
                 &[&after, &limit],
             )
             .await
-            .map_err(|e| unavailable("list", e))?;
+            .map_err(|e| unavailable("list", &e))?;
         rows.iter()
             .map(|row| {
                 let tn: String = row.get(0);
@@ -245,7 +269,7 @@ impl EventStore for PgStore {
         let now: i64 = client
             .query_one("SELECT (EXTRACT(EPOCH FROM now()) * 1000000)::INT8", &[])
             .await
-            .map_err(|e| unavailable("clock", e))?
+            .map_err(|e| unavailable("clock", &e))?
             .get(0);
         if cursor == ChangeCursor::default() {
             return Ok(Changes {
@@ -266,7 +290,7 @@ impl EventStore for PgStore {
                 &[&(since as f64), &(limit as i64 + 1)],
             )
             .await
-            .map_err(|e| unavailable("changes", e))?;
+            .map_err(|e| unavailable("changes", &e))?;
         let complete = rows.len() <= limit;
         let numbers = rows
             .iter()
@@ -291,7 +315,7 @@ impl EventStore for PgStore {
         client
             .simple_query("SELECT 1")
             .await
-            .map_err(|e| unavailable("ping", e))?;
+            .map_err(|e| unavailable("ping", &e))?;
         Ok(())
     }
 }

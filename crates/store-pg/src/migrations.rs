@@ -27,7 +27,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
 )];
 
 fn failed(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(format!("database migration: {e}"))
+    crate::error::unavailable("migration", &e)
 }
 
 pub async fn apply(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {

@@ -1,7 +1,8 @@
-//! The shared store contract on the real PostgreSQL (127.0.0.1:5432, or REMPART_TEST_PG_URL's
-//! server). Each store gets a database of its own, dropped at the end.
+//! The shared store contract on a real PostgreSQL: the cluster this test process starts for
+//! itself (`rempart_store_pg::testing`), or REMPART_TEST_PG_URL's server when set. Each store gets a
+//! database of its own, dropped at the end. Also: connection errors say what went wrong.
 
-use rempart_store::EventStore;
+use rempart_store::{EventStore, StoreError};
 use rempart_store_pg::testing as pg;
 use rempart_store_pg::{PgOptions, PgStore};
 
@@ -103,17 +104,55 @@ async fn changes_through_one_store_are_seen_by_another() {
     db.drop_now().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_database_is_a_clear_error() {
-    let options = PgOptions {
-        connect_timeout: std::time::Duration::from_millis(500),
+fn quick() -> PgOptions {
+    PgOptions {
+        connect_timeout: std::time::Duration::from_secs(5),
         ..PgOptions::default()
-    };
-    // Port 9 (discard) on loopback: nothing listens there.
-    match PgStore::connect("postgres://postgres@127.0.0.1:9/none", options).await {
-        Err(rempart_store::StoreError::Unavailable(m)) => assert!(m.contains("database"), "{m}"),
+    }
+}
+
+#[tokio::test]
+async fn a_refused_connection_names_the_address_and_the_cause() {
+    // A loopback port nothing listens on.
+    let port = pg::free_port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/parcels");
+    match PgStore::connect(&url, quick()).await {
+        Err(e @ StoreError::Unavailable(_)) => {
+            let text = e.to_string();
+            let expected = format!(
+                "unavailable: database connection to 127.0.0.1:{port} (database \"parcels\", \
+                 user \"postgres\"): error connecting to server: "
+            );
+            assert!(text.starts_with(&expected), "{text}");
+            assert!(text.contains("refused"), "{text}");
+        }
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("connected to nothing"),
     }
-    assert!(PgStore::connect("not a url", options).await.is_err());
+}
+
+#[tokio::test]
+async fn a_missing_database_is_named_with_the_servers_message() {
+    let url = format!("{}/rempart_no_such_database", pg::shared_server_url());
+    match PgStore::connect(&url, quick()).await {
+        Err(StoreError::Unavailable(m)) => {
+            assert!(
+                m.contains("database \"rempart_no_such_database\" does not exist"),
+                "{m}"
+            );
+            assert!(m.contains("SQLSTATE 3D000"), "{m}");
+            assert!(!m.contains("db error"), "{m}");
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("connected to a database that does not exist"),
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_url_is_refused() {
+    match PgStore::connect("not a url", quick()).await {
+        Err(StoreError::Unavailable(m)) => assert!(m.starts_with("bad database URL: "), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("connected with a malformed URL"),
+    }
 }

@@ -330,4 +330,24 @@ pub async fn ready_when_open(store: &dyn EventStore) {
         .check_ready()
         .await
         .expect("a freshly opened store is ready");
+    let health = store.write_health();
+    assert!(
+        health.failure.is_none(),
+        "a freshly opened store takes writes: {health:?}"
+    );
+    let _ = store
+        .append(vec![event("ready:1", number(4242), 1)])
+        .await
+        .expect("append");
+    assert!(
+        store.write_health().failure.is_none(),
+        "a successful append leaves the store healthy"
+    );
+    for m in store.memory_use() {
+        assert!(
+            m.bound_bytes != Some(0),
+            "{} has a bound of 0 bytes",
+            m.consumer
+        );
+    }
 }

@@ -6,7 +6,8 @@
 //!   an acknowledged event survives a crash of the process or of the machine.
 //! - `append` is idempotent by `event_id`: an id seen before (in an earlier batch or earlier in the
 //!   same batch) counts as a duplicate and changes nothing.
-//! - a batch is all or nothing: on `Err`, none of it is stored.
+//! - a batch is all or nothing: on `Err`, none of it is stored (on [`StoreError::OutcomeUnknown`],
+//!   all of it or none).
 //!
 //! This crate knows nothing of HTTP or the shield.
 
@@ -14,6 +15,9 @@ mod codec;
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod embedded;
+pub mod push;
+
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use rempart_domain::{Event, StoredEvent, TrackingNumber};
@@ -35,12 +39,19 @@ pub struct AppendOutcome {
     pub duplicates: usize,
 }
 
-/// Why a store operation failed. On an `append` error nothing of the batch is stored.
+/// Why a store operation failed. On an `append` error nothing of the batch is stored, except
+/// [`StoreError::OutcomeUnknown`]. The text reads once after a caller's "storage: " prefix.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot take writes or answer now (full queue, database down, disk error).
-    #[error("storage unavailable: {0}")]
+    #[error("unavailable: {0}")]
     Unavailable(String),
+    /// `append` only: the batch was handed to the database for commit, then the answer was lost
+    /// (connection closed, session ended), or the embedded store's fsync of it failed, so the
+    /// whole batch may or may not be stored (never a part of it). Resending it is always safe:
+    /// event ids already stored count as duplicates.
+    #[error("outcome unknown, resending is safe: {0}")]
+    OutcomeUnknown(String),
     /// A batch larger than [`MAX_BATCH_EVENTS`].
     #[error("batch of {0} events is over the limit of {MAX_BATCH_EVENTS}")]
     BatchTooLarge(usize),
@@ -68,6 +79,36 @@ pub struct Changes {
     pub next: ChangeCursor,
     /// False when more parcels changed than the limit allowed to list.
     pub complete: bool,
+}
+
+/// Whether a store can take writes now (see [`EventStore::write_health`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WriteHealth {
+    /// `None` while writes work; otherwise why and since when they do not.
+    pub failure: Option<WriteFailure>,
+    /// Times the store has recovered from a write failure by itself since it was opened.
+    pub recoveries: u64,
+}
+
+/// Why a store stopped taking writes, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFailure {
+    /// For operators: what failed, and what the store is doing about it.
+    pub reason: String,
+    /// When writes stopped.
+    pub since: SystemTime,
+}
+
+/// One large memory consumer of a store, with its bound (see [`EventStore::memory_use`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// A stable name for metrics, e.g. `block_cache`.
+    pub consumer: &'static str,
+    /// Bytes in use now (the engine's own estimate where it only estimates).
+    pub bytes: u64,
+    /// The configured bound, in bytes; `None` for a consumer no setting bounds directly (its
+    /// size follows from other bounds and is stated where the store documents it).
+    pub bound_bytes: Option<u64>,
 }
 
 /// A durable, idempotent log of scan events, keyed by tracking number.
@@ -111,6 +152,20 @@ pub trait EventStore: Send + Sync + 'static {
         })
     }
 
-    /// Whether the store can serve reads and take writes now (for `/readyz`).
+    /// Whether the store can serve reads now (for `/readyz`: "can serve lookups"). Writes may
+    /// still be failing: see [`EventStore::write_health`].
     async fn check_ready(&self) -> Result<(), StoreError>;
+
+    /// Whether the store can take writes now, and if not, why and since when. Cheap: no I/O.
+    /// The default reports healthy: right for a store whose failures show up per call (a
+    /// database server), not as a state of its own.
+    fn write_health(&self) -> WriteHealth {
+        WriteHealth::default()
+    }
+
+    /// The store's large memory consumers in this process, each with its bound, for metrics.
+    /// Cheap: no I/O. The default reports none.
+    fn memory_use(&self) -> Vec<MemoryUse> {
+        Vec::new()
+    }
 }

@@ -61,17 +61,25 @@ async fn a_second_process_cannot_open_the_same_directory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_queue_answers_unavailable_instead_of_waiting() {
+    // Full by its count of batches, then by its bytes (one batch at a time).
+    for options in [
+        EmbeddedOptions {
+            queue_batches: 1,
+            max_group_events: 1,
+            ..EmbeddedOptions::default()
+        },
+        EmbeddedOptions {
+            queue_bytes: 1,
+            ..EmbeddedOptions::default()
+        },
+    ] {
+        full_queue_answers_unavailable(options).await;
+    }
+}
+
+async fn full_queue_answers_unavailable(options: EmbeddedOptions) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        EmbeddedStore::open(
-            dir.path(),
-            EmbeddedOptions {
-                queue_batches: 1,
-                max_group_events: 1,
-            },
-        )
-        .unwrap(),
-    );
+    let store = Arc::new(EmbeddedStore::open(dir.path(), options).unwrap());
     let mut handles = Vec::new();
     for t in 0..64u64 {
         let store = store.clone();
@@ -93,7 +101,7 @@ async fn a_full_queue_answers_unavailable_instead_of_waiting() {
     }
     assert!(
         ok > 0 && unavailable > 0,
-        "ok {ok}, unavailable {unavailable}"
+        "ok {ok}, unavailable {unavailable} with {options:?}"
     );
     // What was refused is not stored; what was accepted is.
     let mut stored = 0;
@@ -210,4 +218,139 @@ async fn acknowledged_batches_survive_kill_9() {
         assert_eq!(outcome.duplicates, 100);
     }
     assert!(acked.len() >= 4 * 30);
+}
+
+/// The write buffers' bytes the store reports.
+fn write_buffer_bytes(store: &EmbeddedStore) -> u64 {
+    store
+        .memory_use()
+        .iter()
+        .find(|m| m.consumer == "write_buffers")
+        .expect("the write buffers are reported")
+        .bytes
+}
+
+/// Bytes of the engine's journal files (`db/*.jnl`) in a store directory.
+fn journal_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir.join("db"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jnl"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_close_leaves_nothing_to_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = |round: u64| -> Vec<_> {
+        (0..500)
+            .map(|i| event(&format!("cl:{round}:{i}"), number(i % 50), i as i64))
+            .collect()
+    };
+    // Once with `close`, once by dropping the store.
+    for round in 0..2u64 {
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        let _ = store.append(batch(round)).await.unwrap();
+        assert!(
+            write_buffer_bytes(&store) > 0,
+            "appended events sit in memtables"
+        );
+        if round == 0 {
+            store.close().unwrap();
+        } else {
+            drop(store);
+        }
+        assert_eq!(
+            journal_bytes(dir.path()),
+            0,
+            "round {round}: journal left to read"
+        );
+        // Replaying a journal rebuilds memtables; after a clean close there is none to rebuild.
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        assert_eq!(
+            write_buffer_bytes(&store),
+            0,
+            "round {round}: replayed on open"
+        );
+        let outcome = store.append(batch(round)).await.unwrap();
+        assert_eq!(
+            outcome.duplicates, 500,
+            "round {round}: the events were kept"
+        );
+        // Leave the duplicates-only append out of the next round's memtables.
+        store.close().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_buffers_stay_within_their_bound() {
+    const BOUND: u64 = 2 << 20;
+    const BATCH: u64 = 1_000;
+    // One group is written after the committer made room: it may go past the bound by itself.
+    const ONE_GROUP_BYTES: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    // A store created with the default bound keeps the engine's memtable size of its creation
+    // (64 MiB each): the store's own bound must hold for it too.
+    EmbeddedStore::open(dir.path(), EmbeddedOptions::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    let options = EmbeddedOptions {
+        write_buffer_bytes: BOUND,
+        ..EmbeddedOptions::default()
+    };
+    let store = EmbeddedStore::open(dir.path(), options).unwrap();
+    let mut peak = 0;
+    for b in 0..40u64 {
+        let batch = (0..BATCH)
+            .map(|i| event(&format!("wb:{b}:{i}"), number(b * BATCH + i), i as i64))
+            .collect();
+        let _ = store.append(batch).await.unwrap();
+        peak = peak.max(write_buffer_bytes(&store));
+        assert!(
+            write_buffer_bytes(&store) <= BOUND + ONE_GROUP_BYTES,
+            "write buffers at {} bytes over a bound of {BOUND}",
+            write_buffer_bytes(&store)
+        );
+    }
+    // 40,000 events are several times the bound: memtables were flushed along the way.
+    assert!(
+        peak > BOUND / 2,
+        "the test wrote too little to reach the bound: {peak}"
+    );
+    assert_eq!(
+        store
+            .parcel_events(&number(39 * BATCH + 7))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_after_a_clean_close_supersede_those_before_it() {
+    // A clean close empties the journal; the engine then takes its sequence numbers from its
+    // tables. Were they to restart, a later write of the `received` counter would lose to the
+    // stored one and `received` numbers would be given twice.
+    let dir = tempfile::tempdir().unwrap();
+    for session in 0..4u64 {
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        let _ = store
+            .append(vec![event(&format!("ss:{session}"), number(9), 1)])
+            .await
+            .unwrap();
+        store.close().unwrap();
+    }
+    let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    let mut events = store.parcel_events(&number(9)).await.unwrap();
+    events.sort_by_key(|e| e.received);
+    let ids: Vec<&str> = events.iter().map(|e| e.event.event_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["ss:0", "ss:1", "ss:2", "ss:3"],
+        "received follows the sessions"
+    );
+    assert!(events.windows(2).all(|w| w[0].received < w[1].received));
 }
