@@ -53,6 +53,7 @@ impl SourceConnections {
 
     /// Admits one more connection from `ip`, or `None` when it holds its cap already.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionGuard> {
+        let ip = crate::canonical(ip);
         let mut shard = self.shard(&ip).lock().unwrap_or_else(|p| p.into_inner());
         let n = shard.entry(ip).or_insert(0);
         if *n >= self.per_source {
@@ -96,6 +97,14 @@ mod tests {
             "a closed connection frees its slot"
         );
         assert_eq!(table.sources(), 2);
+    }
+
+    #[test]
+    fn an_ipv4_client_has_one_cap_whichever_form_its_address_takes() {
+        let table = SourceConnections::new(1);
+        let _g = table.admit("127.1.2.3".parse().unwrap()).unwrap();
+        assert!(table.admit("::ffff:127.1.2.3".parse().unwrap()).is_none());
+        assert!(table.admit("::ffff:127.1.2.4".parse().unwrap()).is_some());
     }
 
     #[test]

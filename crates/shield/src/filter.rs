@@ -1,18 +1,20 @@
 //! The existence filter: "is this tracking number possibly known?" without touching storage.
 //!
 //! A binary fuse filter (xorf's `BinaryFuse8`: ~9 bits a key, ~0.4% false positives) is built
-//! from every known number in the background, plus sets of numbers added since. While a rebuild
-//! runs, numbers added go to `current`; the ones added before it started sit in `previous` until
-//! the new filter (which contains them) replaces the old one. Until the first build is done, or
-//! after the recent sets overflowed their bound, the filter answers `Maybe` for everything: it may
-//! cost storage reads, it never hides a parcel.
+//! from every known number in the background, plus two generations of numbers added since
+//! (`recent.rs`: read and written without locks, so that a flood asking the filter never makes
+//! ingest wait). While a rebuild runs, numbers added go to the current generation; the ones added
+//! before it started stay in the previous one until the new filter (which contains them) replaces
+//! the old one. Until the first build is done, or after the recent sets overflowed their bound,
+//! the filter answers `Maybe` for everything: it may cost storage reads, it never hides a parcel.
 
-use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use xorf::{BinaryFuse8, Filter};
+
+use crate::recent::RecentSet;
 
 /// Numbers remembered since the last rebuild, at most; past it, the filter stops refusing until
 /// the next rebuild (which the server starts early).
@@ -35,28 +37,28 @@ fn key(number: &[u8]) -> u64 {
     h.finish()
 }
 
-#[derive(Default)]
-struct Recent {
-    previous: HashSet<u64>,
-    current: HashSet<u64>,
-}
-
 pub struct ExistenceFilter {
     base: RwLock<Option<Arc<BinaryFuse8>>>,
-    recent: Mutex<Recent>,
+    /// Two generations of numbers added since a build; `current` says which takes inserts.
+    recent: [RecentSet; 2],
+    current: AtomicUsize,
     max_recent: usize,
     overflowed: AtomicBool,
     numbers: AtomicUsize,
+    /// Rebuilds never overlap (the one that began is the one that finishes).
+    rebuilding: std::sync::Mutex<()>,
 }
 
 impl ExistenceFilter {
     pub fn new(max_recent: usize) -> ExistenceFilter {
         ExistenceFilter {
             base: RwLock::new(None),
-            recent: Mutex::new(Recent::default()),
+            recent: [RecentSet::new(max_recent), RecentSet::new(max_recent)],
+            current: AtomicUsize::new(0),
             max_recent,
             overflowed: AtomicBool::new(false),
             numbers: AtomicUsize::new(0),
+            rebuilding: std::sync::Mutex::new(()),
         }
     }
 
@@ -69,27 +71,32 @@ impl ExistenceFilter {
         let Some(base) = base else {
             return Verdict::Maybe;
         };
-        if base.contains(&k) {
-            return Verdict::Maybe;
-        }
-        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if recent.current.contains(&k) || recent.previous.contains(&k) {
+        if base.contains(&k) || self.recent[0].contains(k) || self.recent[1].contains(k) {
             Verdict::Maybe
         } else {
             Verdict::Absent
         }
     }
 
-    /// Records numbers that now have events (after their append is durable).
+    /// Records numbers that now have events (after their append is durable). A rebuild that
+    /// begins meanwhile may switch generations: a number is then added to the new one too, so
+    /// the previous one can be cleared once the rebuild (whose listing started after the switch)
+    /// is in place.
     pub fn insert<'a>(&self, numbers: impl IntoIterator<Item = &'a [u8]>) {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         for n in numbers {
-            recent.current.insert(key(n));
+            let k = key(n);
+            let generation = self.current.load(Ordering::Acquire);
+            let mut kept = self.recent[generation].insert(k);
+            let now = self.current.load(Ordering::Acquire);
+            if now != generation {
+                kept &= self.recent[now].insert(k);
+            }
+            if !kept {
+                self.overflowed.store(true, Ordering::Release);
+            }
         }
-        if recent.current.len() + recent.previous.len() > self.max_recent {
+        if self.recent_len() > self.max_recent {
             self.overflowed.store(true, Ordering::Release);
-            recent.current.clear();
-            recent.previous.clear();
         }
     }
 
@@ -104,11 +111,16 @@ impl ExistenceFilter {
         self.overflowed.load(Ordering::Acquire)
     }
 
-    /// Call when a rebuild starts reading storage.
+    /// Call when a rebuild starts reading storage: numbers added from now on go to the other
+    /// generation, which the last rebuild emptied. (A rebuild that began without finishing
+    /// leaves both generations in use: the older numbers stay until a rebuild finishes.)
     pub fn begin_rebuild(&self) {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let current = std::mem::take(&mut recent.current);
-        recent.previous.extend(current);
+        let _one = self.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = self.current.load(Ordering::Acquire);
+        let other = 1 - generation;
+        if self.recent[other].is_empty() {
+            self.current.store(other, Ordering::Release);
+        }
     }
 
     /// Installs a filter built from every number storage listed since `begin_rebuild`.
@@ -118,9 +130,16 @@ impl ExistenceFilter {
         keys.dedup();
         let filter = BinaryFuse8::try_from(&keys)
             .map_err(|e| format!("cannot build the existence filter: {e}"))?;
+        let _one = self.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
         *self.base.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(filter));
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.previous.clear();
+        // The generation that took inserts before the rebuild began: all of it is in the build.
+        let previous = 1 - self.current.load(Ordering::Acquire);
+        self.recent[previous].clear();
+        if self.overflowed.load(Ordering::Acquire) {
+            // Numbers dropped on overflow may be missing from both generations and from a
+            // listing that began before they were durable: start over from an empty state.
+            self.recent[1 - previous].clear();
+        }
         self.numbers.store(keys.len(), Ordering::Relaxed);
         self.overflowed.store(false, Ordering::Release);
         Ok(())
@@ -137,8 +156,12 @@ impl ExistenceFilter {
 
     /// Numbers held in the recent sets.
     pub fn recent_len(&self) -> usize {
-        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.current.len() + recent.previous.len()
+        self.recent[0].len() + self.recent[1].len()
+    }
+
+    /// Bytes of the recent sets (fixed at construction).
+    pub fn recent_memory_bytes(&self) -> usize {
+        self.recent[0].memory_bytes() + self.recent[1].memory_bytes()
     }
 }
 
@@ -193,15 +216,63 @@ mod tests {
         assert_eq!(f.check(&n(4)), Verdict::Absent);
     }
 
+    /// Lookups and inserts from many threads at once, a rebuild in the middle: every number
+    /// inserted is a "maybe" from the moment its insert returned, and stays one. As in the node,
+    /// a number is "durable" (listed by storage) before it is inserted.
+    #[test]
+    fn concurrent_lookups_inserts_and_a_rebuild_hide_nothing() {
+        use std::sync::{Arc, Mutex};
+        let f = Arc::new(ExistenceFilter::new(100_000));
+        f.begin_rebuild();
+        f.finish_rebuild(&[n(1)]).unwrap();
+        let durable: Arc<Mutex<Vec<[u8; 13]>>> = Arc::default();
+        let writers: Vec<_> = (0..3u64)
+            .map(|t| {
+                let (f, durable) = (f.clone(), durable.clone());
+                std::thread::spawn(move || {
+                    for i in 0..5_000u64 {
+                        let number = n(10_000_000 * (t + 1) + i);
+                        durable.lock().unwrap().push(number);
+                        f.insert([&number[..]]);
+                        assert_eq!(f.check(&number), Verdict::Maybe);
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        // A rebuild: its listing starts after it began, so it holds everything durable before.
+        f.begin_rebuild();
+        let listing = durable.lock().unwrap().clone();
+        let reader = {
+            let f = f.clone();
+            std::thread::spawn(move || {
+                (0..50_000u64)
+                    .filter(|i| f.check(&n(*i)) == Verdict::Maybe)
+                    .count()
+            })
+        };
+        f.finish_rebuild(&listing).unwrap();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let _ = reader.join().unwrap();
+        for t in 0..3u64 {
+            for i in 0..5_000u64 {
+                assert_eq!(f.check(&n(10_000_000 * (t + 1) + i)), Verdict::Maybe);
+            }
+        }
+    }
+
     #[test]
     fn overflowing_the_recent_bound_stops_refusals_until_rebuilt() {
         let f = ExistenceFilter::new(10);
         f.begin_rebuild();
         f.finish_rebuild(&[n(1)]).unwrap();
+        let bytes = f.recent_memory_bytes();
         let many: Vec<[u8; 13]> = (100..120).map(n).collect();
         f.insert(many.iter().map(|x| &x[..]));
         assert!(f.needs_rebuild());
-        assert!(f.recent_len() <= 10, "memory stays bounded");
+        assert_eq!(f.recent_memory_bytes(), bytes, "memory stays bounded");
         assert_eq!(f.check(&n(5_000)), Verdict::Maybe);
         f.begin_rebuild();
         f.finish_rebuild(&many).unwrap();

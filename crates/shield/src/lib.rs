@@ -18,12 +18,13 @@ mod concurrency;
 mod conns;
 mod filter;
 mod limiter;
+mod recent;
 mod topk;
 
-pub use attack::{AttackDetector, AttackMode, AttackSettings, Window};
+pub use attack::{AttackDetector, AttackMode, AttackSettings, Cause, Window};
 pub use challenge::{Challenge, ChallengeError, Challenges, leading_zero_bits, solve};
 pub use concurrency::{ConcurrencyLimiter, Permit, Priority};
 pub use conns::{ConnectionGuard, SourceConnections};
 pub use filter::{DEFAULT_MAX_RECENT, ExistenceFilter, Verdict};
-pub use limiter::{Decision, RateLimiter, prefix_of};
+pub use limiter::{Decision, RateLimiter, canonical, prefix_of};
 pub use topk::RefusedPrefixes;

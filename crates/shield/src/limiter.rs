@@ -20,9 +20,15 @@ use std::time::Instant;
 const ROWS: usize = 4;
 const COLUMNS: usize = 1 << 16;
 
+/// The address a client really has: an IPv4 client of a `[::]` listener arrives as an
+/// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), and is an IPv4 client for every rule here.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
 /// The /24 (IPv4) or /48 (IPv6) network of an address, as an address.
 pub fn prefix_of(ip: IpAddr) -> IpAddr {
-    match ip {
+    match canonical(ip) {
         IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xFFFF_FF00).into()),
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 80) - 1)).into()),
     }
@@ -99,10 +105,14 @@ pub struct RateLimiter {
     /// Index of the current window (seconds since start).
     window: AtomicU64,
     rotate: Mutex<()>,
+    /// The highest per-second rate of one address, and of one prefix, seen since
+    /// [`RateLimiter::take_heaviest`] was last called.
+    heaviest_source: AtomicU64,
+    heaviest_prefix: AtomicU64,
 }
 
 fn ip_key(ip: IpAddr) -> u64 {
-    match ip {
+    match canonical(ip) {
         IpAddr::V4(v4) => u64::from(u32::from(v4)) | (4 << 56),
         IpAddr::V6(v6) => {
             let v = u128::from(v6);
@@ -126,7 +136,19 @@ impl RateLimiter {
             started: Instant::now(),
             window: AtomicU64::new(0),
             rotate: Mutex::new(()),
+            heaviest_source: AtomicU64::new(0),
+            heaviest_prefix: AtomicU64::new(0),
         }
+    }
+
+    /// The highest per-second request rate of one address and of one prefix since the last
+    /// call (estimates: a count-min sketch can only overestimate). Attack mode reads it to tell
+    /// a flood from many sources from one greedy client.
+    pub fn take_heaviest(&self) -> (u64, u64) {
+        (
+            self.heaviest_source.swap(0, Relaxed),
+            self.heaviest_prefix.swap(0, Relaxed),
+        )
     }
 
     /// Bytes held, fixed at construction.
@@ -182,6 +204,8 @@ impl RateLimiter {
         };
         let by_source = rate(&self.sources, ip_key(ip));
         let by_prefix = rate(&self.prefixes, ip_key(prefix_of(ip)));
+        self.heaviest_source.fetch_max(by_source as u64, Relaxed);
+        self.heaviest_prefix.fetch_max(by_prefix as u64, Relaxed);
         if by_source > f64::from(self.per_source) {
             Decision::Limit {
                 retry_after: 1,
@@ -204,6 +228,43 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_ipv4_clients() {
+        let mapped = ip("::ffff:127.1.2.3");
+        assert_eq!(canonical(mapped), ip("127.1.2.3"));
+        assert_eq!(prefix_of(mapped), ip("127.1.2.0"));
+        assert_ne!(prefix_of(mapped), prefix_of(ip("::ffff:127.1.9.3")));
+        // One limit for one client, whichever form its address takes.
+        let limiter = RateLimiter::new(3, 1_000);
+        for _ in 0..3 {
+            assert_eq!(limiter.check_at(ip("127.1.2.3"), 0.5), Decision::Allow);
+        }
+        assert!(matches!(
+            limiter.check_at(mapped, 0.5),
+            Decision::Limit {
+                by_prefix: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            limiter.check_at(ip("::ffff:127.1.9.3"), 0.5),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn the_heaviest_source_and_prefix_are_reported_once() {
+        let limiter = RateLimiter::new(1_000, 100_000);
+        for i in 0..40u8 {
+            limiter.check_at(ip(&format!("127.5.5.{i}")), 0.5);
+        }
+        for _ in 0..10 {
+            limiter.check_at(ip("127.9.9.9"), 0.5);
+        }
+        assert_eq!(limiter.take_heaviest(), (10, 40));
+        assert_eq!(limiter.take_heaviest(), (0, 0));
     }
 
     #[test]

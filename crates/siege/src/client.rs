@@ -24,6 +24,8 @@ pub struct Response {
     pub body: Vec<u8>,
     /// The server asked to close the connection after this response.
     pub close: bool,
+    /// The first `Set-Cookie` value, if any.
+    pub set_cookie: Option<String>,
 }
 
 /// Connects from `source` (port chosen by the kernel) to `target`.
@@ -72,6 +74,7 @@ impl Connection {
             .ok_or_else(|| bad("bad status line"))?;
         let mut length = 0usize;
         let mut close = false;
+        let mut set_cookie = None;
         loop {
             line.clear();
             let n = self.stream.read_line(&mut line).await?;
@@ -90,6 +93,8 @@ impl Connection {
                     && value.eq_ignore_ascii_case("close")
                 {
                     close = true;
+                } else if name.eq_ignore_ascii_case("set-cookie") && set_cookie.is_none() {
+                    set_cookie = Some(value.to_owned());
                 }
             }
         }
@@ -102,6 +107,7 @@ impl Connection {
             status,
             body,
             close,
+            set_cookie,
         })
     }
 
@@ -112,13 +118,41 @@ impl Connection {
     }
 }
 
+/// The User-Agent of browser-like users.
+pub const BROWSER_UA: &str =
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+
 /// A GET request with browser-like headers.
 pub fn browser_get(host: &str, path: &str) -> Vec<u8> {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0\r\n\
-Accept: application/json,text/html;q=0.9,*/*;q=0.8\r\nAccept-Language: fr-FR,fr;q=0.9,en;q=0.5\r\nAccept-Encoding: identity\r\n\r\n"
-    )
-    .into_bytes()
+    browser_request("GET", host, path, None, None)
+}
+
+/// A request as a browser sends it: its usual headers, the cookie it holds, and for a `fetch`
+/// POST a JSON body.
+pub fn browser_request(
+    method: &str,
+    host: &str,
+    path: &str,
+    cookie: Option<&str>,
+    json_body: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut out = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {BROWSER_UA}\r\n\
+Accept: application/json,text/html;q=0.9,*/*;q=0.8\r\nAccept-Language: fr-FR,fr;q=0.9,en;q=0.5\r\nAccept-Encoding: identity\r\n"
+    );
+    if let Some(cookie) = cookie {
+        out.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    if let Some(body) = json_body {
+        out.push_str(&format!(
+            "Origin: http://{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(json_body.unwrap_or_default());
+    out
 }
 
 /// A plain request as a flood tool sends it.
@@ -130,8 +164,21 @@ pub fn request(
     body: &[u8],
     close: bool,
 ) -> Vec<u8> {
+    request_as(method, host, path, "Mozilla/5.0", headers, body, close)
+}
+
+/// A plain request with the given User-Agent.
+pub fn request_as(
+    method: &str,
+    host: &str,
+    path: &str,
+    user_agent: &str,
+    headers: &str,
+    body: &[u8],
+    close: bool,
+) -> Vec<u8> {
     let mut out = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0\r\n{headers}{}content-length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {user_agent}\r\n{headers}{}content-length: {}\r\n\r\n",
         if close { "Connection: close\r\n" } else { "" },
         body.len()
     )

@@ -11,11 +11,18 @@ pub const MAX_CONNECTIONS: usize = 20_000;
 pub const MAX_SOURCES: usize = 65_536;
 /// Most classes in a scenario.
 pub const MAX_CLASSES: usize = 32;
+/// Most legitimate users in a scenario: each has a /24 of its own in 127.128.0.0/9.
+pub const MAX_LEGIT_USERS: usize = 127 * 256;
+/// Most requests one connection writes before reading their answers.
+pub const MAX_PIPELINE: u32 = 1_000;
+/// Longest an open-loop flood waits for the answers of one connection.
+pub const MAX_LINGER_MS: u64 = 60_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
-    /// Customers looking up parcels that exist, with think times and browser headers.
+    /// Customers looking up parcels that exist, with think times, like a browser: keep-alive,
+    /// browser headers, each on its own /24, solving the challenge when asked and keeping the pass.
     Legit,
     /// Depot batches on the ingest listener.
     Ingest,
@@ -31,6 +38,14 @@ pub enum Kind {
     FloodNewConnections,
     /// Connections that send their headers one byte at a time.
     Slowloris,
+    /// DDoSia-style random numbers: random query strings and path suffixes, varied
+    /// User-Agents, and form posts to `/track`.
+    FloodDdosia,
+    /// One known parcel, always the same (no query string): a hot cached entry.
+    FloodHotParcel,
+    /// Legitimate-style lookups of known parcels with browser headers and no think time, as fast
+    /// as the node answers: to measure its capacity.
+    Lookups,
     /// Requests built from a DDoSia-style target list.
     Targets,
 }
@@ -38,6 +53,11 @@ pub enum Kind {
 impl Kind {
     pub fn is_flood(self) -> bool {
         !matches!(self, Kind::Legit | Kind::Ingest)
+    }
+
+    /// Floods of whole requests (not slow connections).
+    pub fn is_request_flood(self) -> bool {
+        self.is_flood() && self != Kind::Slowloris
     }
 }
 
@@ -70,6 +90,33 @@ pub struct Class {
     /// Slowloris: pause between two bytes.
     #[serde(default = "default_byte_interval")]
     pub byte_interval_ms: u64,
+    /// Requests written on a connection before their answers are read (1: one at a time).
+    #[serde(default = "default_pipeline")]
+    pub pipeline: u32,
+    /// Seconds into the run before the class starts sending.
+    #[serde(default)]
+    pub start_s: u64,
+    /// When above 0, each connection sends its `requests_per_connection` requests, then waits
+    /// for the next multiple of this many seconds after `start_s` (a burst every N seconds).
+    #[serde(default)]
+    pub burst_every_s: u64,
+    /// Request floods: write each connection's requests without waiting for answers and go on
+    /// to the next connection at once (the generator's own rate, not the node's); answers are
+    /// read on the side for up to `linger_ms`. `connections` then bounds the connections open
+    /// at once. Off: each connection waits for its answers, `pipeline` at a time (closed loop).
+    #[serde(default)]
+    pub open_loop: bool,
+    /// Open loop: how long after writing a connection's requests their answers are waited for;
+    /// those still missing then are counted `abandoned` and the connection closed.
+    #[serde(default = "default_linger")]
+    pub linger_ms: u64,
+    /// Legit users: lookups per visit, each visit on a new connection (0: one connection for
+    /// the whole run).
+    #[serde(default)]
+    pub visit_lookups: u32,
+    /// Legit users: solve the challenge when answered `403 challenge_required`.
+    #[serde(default = "default_true")]
+    pub solve_challenges: bool,
 }
 
 fn default_users() -> usize {
@@ -93,12 +140,25 @@ fn default_batch() -> usize {
 fn default_byte_interval() -> u64 {
     1_000
 }
+fn default_pipeline() -> u32 {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+fn default_linger() -> u64 {
+    2_000
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
     pub duration_s: u64,
+    /// Whole-run figures count requests started from this second on (a warm-up before it);
+    /// the per-second timeline counts everything.
+    #[serde(default)]
+    pub measure_from_s: u64,
     #[serde(rename = "class")]
     pub classes: Vec<Class>,
 }
@@ -127,6 +187,20 @@ impl Scenario {
         if self.classes.is_empty() || self.classes.len() > MAX_CLASSES {
             return invalid(format!("a scenario has 1 to {MAX_CLASSES} classes"));
         }
+        if self.measure_from_s >= self.duration_s {
+            return invalid("measure_from_s must be less than duration_s".into());
+        }
+        let legit_users: usize = self
+            .classes
+            .iter()
+            .filter(|c| c.kind == Kind::Legit)
+            .map(|c| c.users)
+            .sum();
+        if legit_users > MAX_LEGIT_USERS {
+            return invalid(format!(
+                "at most {MAX_LEGIT_USERS} legit users in all (each has its own /24)"
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         for c in &self.classes {
             if !names.insert(c.name.as_str()) {
@@ -153,6 +227,27 @@ impl Scenario {
             if c.requests_per_connection == 0 {
                 return invalid(format!(
                     "{}: requests_per_connection must be at least 1",
+                    c.name
+                ));
+            }
+            if c.pipeline == 0 || c.pipeline > MAX_PIPELINE {
+                return invalid(format!("{}: pipeline must be 1 to {MAX_PIPELINE}", c.name));
+            }
+            if c.start_s >= self.duration_s {
+                return invalid(format!("{}: start_s must be less than duration_s", c.name));
+            }
+            if c.linger_ms == 0 || c.linger_ms > MAX_LINGER_MS {
+                return invalid(format!(
+                    "{}: linger_ms must be 1 to {MAX_LINGER_MS}",
+                    c.name
+                ));
+            }
+            if c.open_loop && !c.kind.is_request_flood() {
+                return invalid(format!("{}: only request floods can be open_loop", c.name));
+            }
+            if c.burst_every_s > MAX_DURATION_S {
+                return invalid(format!(
+                    "{}: burst_every_s must be at most {MAX_DURATION_S}",
                     c.name
                 ));
             }
@@ -289,6 +384,9 @@ mod tests {
             .unwrap();
         assert_eq!(s.classes[0].sources, 10_000);
         assert_eq!(s.classes[0].rate, 0);
+        assert_eq!((s.classes[0].pipeline, s.classes[0].start_s), (1, 0));
+        assert!(s.classes[0].solve_challenges);
+        assert_eq!(s.measure_from_s, 0);
         assert!(s.classes[0].kind.is_flood());
     }
 
@@ -327,6 +425,42 @@ mod tests {
             (
                 "name='x'\nduration_s=5\n[[class]]\nname='a'\nkind='ingest'\nbatch=20000\n",
                 "batch",
+            ),
+            (
+                "name='x'\nduration_s=5\n[[class]]\nname='a'\nkind='flood-post'\npipeline=0\n",
+                "pipeline",
+            ),
+            (
+                "name='x'\nduration_s=5\n[[class]]\nname='a'\nkind='flood-post'\npipeline=100000\n",
+                "pipeline",
+            ),
+            (
+                "name='x'\nduration_s=5\n[[class]]\nname='a'\nkind='flood-post'\nstart_s=5\n",
+                "start_s",
+            ),
+            (
+                "name='x'\nduration_s=5\nmeasure_from_s=5\n[[class]]\nname='a'\nkind='legit'\n",
+                "measure_from_s",
+            ),
+            (
+                "name='x'\nduration_s=5\n[[class]]\nname='a'\nkind='legit'\nusers=20000\n[[class]]\nname='b'\nkind='legit'\nusers=20000\n",
+                "legit users",
+            ),
+            (
+                "name='x'\nduration_s=5\n[[class]]\nname='a'\nkind='flood-hot-parcel'\nburst_every_s=100000\n",
+                "burst_every_s",
+            ),
+            (
+                "name='x'\nduration_s=5\n[[class]]\nname='a'\nkind='flood-ddosia'\nopen_loop=true\nlinger_ms=0\n",
+                "linger_ms",
+            ),
+            (
+                "name='x'\nduration_s=5\n[[class]]\nname='a'\nkind='slowloris'\nopen_loop=true\n",
+                "open_loop",
+            ),
+            (
+                "name='x'\nduration_s=5\n[[class]]\nname='a'\nkind='legit'\nopen_loop=true\n",
+                "open_loop",
             ),
             ("not toml at all [[[", ""),
         ];
