@@ -4,11 +4,17 @@
 //!
 //! cargo run --release --example ingest_load -- ADDR TOKEN [CLIENTS] [BATCH] [SECONDS]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+#[path = "support/http1.rs"]
+mod http1;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rempart_domain::TrackingNumber;
+use http1::Conn;
+use rempart_domain::{Event, EventCode, EventId, Timestamp, TrackingNumber};
+
+/// Longest wait for an acknowledgement (a hang guard).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -66,60 +72,40 @@ fn client(
     batch: u64,
     deadline: Instant,
 ) -> (u64, Vec<Duration>) {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_nodelay(true).ok();
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    let mut writer = stream;
+    let mut conn = Conn::connect(addr, ANSWER_TIMEOUT).expect("connect");
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/x-ndjson"),
+    ];
     let mut latencies = Vec::new();
     let mut events = 0;
     let mut b = 0u64;
+    let occurred_at = Timestamp::parse_rfc3339("2025-12-22T08:14:00Z").expect("valid time");
     while Instant::now() < deadline {
         let mut body = String::with_capacity(batch as usize * 160);
         for i in 0..batch {
             let n = (c * 1_000_000 + b * batch + i) % 9_000_000_000;
             let tn = TrackingNumber::domestic(8, 'L', 1_000_000_000 + n).expect("valid");
-            body.push_str(&format!(
-                "{{\"event_id\":\"load:{run}:{c}:{b}:{i}\",\"tracking_number\":\"{tn}\",\"code\":\"ET1\",\"occurred_at\":\"2025-12-22T08:14:00Z\",\"location\":\"Lyon Corbas PFC\"}}\n"
-            ));
+            let event = Event {
+                event_id: EventId::parse(&format!("load:{run}:{c}:{b}:{i}")).expect("valid id"),
+                tracking_number: tn,
+                code: EventCode::Et1,
+                occurred_at,
+                location: Some("Lyon Corbas PFC".into()),
+                product: None,
+            };
+            body.push_str(&event.to_json_line());
+            body.push('\n');
         }
-        let head = format!(
-            "POST /v1/events HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
         let sent = Instant::now();
-        writer.write_all(head.as_bytes()).expect("send");
-        writer.write_all(body.as_bytes()).expect("send");
-        let (status, reply) = read_response(&mut reader);
-        assert_eq!(status, 200, "{reply}");
+        let answer = conn
+            .request("POST", "/v1/events", &headers, body.as_bytes())
+            .expect("answer");
+        assert_eq!(answer.status, 200, "{}", answer.body);
         latencies.push(sent.elapsed());
         events += batch;
         b += 1;
     }
     (events, latencies)
-}
-
-fn read_response(reader: &mut BufReader<TcpStream>) -> (u16, String) {
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let mut len = 0;
-    loop {
-        line.clear();
-        reader.read_line(&mut line).expect("header");
-        if line == "\r\n" {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().expect("length");
-        }
-    }
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).expect("body");
-    (status, String::from_utf8_lossy(&body).into_owned())
 }

@@ -1,10 +1,12 @@
 //! `rempart`: a thin shell that parses arguments, opens the chosen store and hands over to the
-//! libraries.
+//! libraries. An error ends the process with status 1 and one line on stderr, `Error: ` and the
+//! error with its causes, each once (never a backtrace, whatever `RUST_BACKTRACE` says: these
+//! are the user's errors, not the program's).
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use rempart_server::{ServeArgs, Settings, StoreKind};
 use rempart_store::EventStore;
@@ -44,6 +46,10 @@ enum TokenCommand {
     Create {
         /// A name for the token (who uses it), e.g. `depot-lyon-7`
         name: String,
+        /// If a token of that name exists, replace it: the old token stops working (a running
+        /// node refuses it within 2 s). Without it, a name already taken is an error.
+        #[arg(long)]
+        replace: bool,
         /// Data directory [default: ./rempart-data]
         #[arg(long, env = "REMPART_DATA")]
         data: Option<PathBuf>,
@@ -63,27 +69,61 @@ enum TokenCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
         Command::Serve(args) => serve(*args),
         Command::Token { command } => token(command),
         Command::Siege(args) => rempart_siege::run(args),
         Command::Depot(args) => rempart_depot::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Not `anyhow`'s `Debug`, which returning the error from `main` would print: it adds
+            // a backtrace when RUST_BACKTRACE is set.
+            eprintln!("Error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// The error and its causes on one line, `a: b: c`. A cause whose text the line already holds is
+/// left out: the libraries' errors write their source into their own message (`cannot listen on
+/// ADDR: {source}`), which `{:#}` would repeat.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn token(command: TokenCommand) -> anyhow::Result<()> {
     use rempart_server::tokens;
     let data_dir = |data: Option<PathBuf>| {
-        data.unwrap_or_else(|| PathBuf::from(rempart_server::config::DEFAULT_DATA_DIR))
+        data.unwrap_or_else(|| rempart_server::settings::StoreSettings::defaults().data)
     };
     match command {
-        TokenCommand::Create { name, data } => {
+        TokenCommand::Create {
+            name,
+            replace,
+            data,
+        } => {
             let data = data_dir(data);
-            let token = tokens::create(&data, &name)?;
+            let (token, done) = match replace {
+                true => (
+                    tokens::replace(&data, &name)?,
+                    "created (any older one replaced)",
+                ),
+                false => (tokens::create(&data, &name)?, "created"),
+            };
             println!("{token}");
             eprintln!(
-                "token {name:?} created; its digest is in {}. A running node accepts it within {} s. This token is shown only once.",
+                "token {name:?} {done}; its digest is in {}. A running node accepts it within {} s. This token is shown only once.",
                 data.join(tokens::TOKENS_FILE).display(),
                 tokens::RELOAD_EVERY.as_secs()
             );
@@ -109,14 +149,15 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
     rempart_server::init_logging(&settings);
-    std::fs::create_dir_all(&settings.data)
-        .with_context(|| format!("cannot create data directory {}", settings.data.display()))?;
+    // The node binds its listeners before it opens the store: a port in use is reported before
+    // anything is created on disk.
     let opener: rempart_server::StoreOpener = Box::new(|settings: Settings| {
         Box::pin(async move {
-            let store: Arc<dyn EventStore> = match &settings.store {
+            let store: Arc<dyn EventStore> = match &settings.store.store {
+                // Creates the data directory as the store's parent; its errors name the path.
                 StoreKind::Embedded => Arc::new(rempart_store::embedded::EmbeddedStore::open(
                     &settings.events_dir(),
-                    rempart_store::embedded::EmbeddedOptions::default(),
+                    embedded_options(&settings.store),
                 )?),
                 StoreKind::Postgres(url) => Arc::new(
                     rempart_store_pg::PgStore::connect(url, rempart_store_pg::PgOptions::default())
@@ -128,4 +169,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     rempart_server::run(settings, opener)?;
     Ok(())
+}
+
+/// The embedded store's memory bounds, from the settings.
+fn embedded_options(
+    s: &rempart_server::settings::StoreSettings,
+) -> rempart_store::embedded::EmbeddedOptions {
+    const MIB: u64 = 1 << 20;
+    rempart_store::embedded::EmbeddedOptions {
+        cache_bytes: s.store_cache_mb.get() * MIB,
+        write_buffer_bytes: s.store_write_buffer_mb.get() * MIB,
+        queue_bytes: s.store_queue_mb.get() * MIB,
+        ..Default::default()
+    }
 }

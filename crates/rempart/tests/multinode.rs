@@ -1,14 +1,15 @@
 //! Two `rempart serve` nodes on one PostgreSQL database: what one ingests the other shows
-//! (through its cache too), and PostgreSQL stopped and started with both nodes running loses no
-//! acknowledged event; meanwhile cached lookups are served marked stale and ingest answers 503.
-//! Alone in its test binary: it stops the machine's PostgreSQL for a few seconds.
+//! (through its cache too), and PostgreSQL stopped (immediate) and started with both nodes running
+//! loses no acknowledged event; meanwhile cached lookups are served marked stale and ingest
+//! answers 503. The database is a throwaway cluster of this test's own
+//! (`rempart_store_pg::testing`), stopped and removed at the end.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{Server, event_line};
-use rempart_store_pg::testing::{TestDatabase, pg_ctl};
+use rempart_store_pg::testing::{Cluster, StopMode, TestDatabase};
 
 /// The bound on cross-node visibility this test accepts: far above the documented delay
 /// (change poll period + one poll), so it only fails when coherence is broken.
@@ -21,7 +22,8 @@ fn wait_for(what: &str, ok: impl FnMut() -> bool) {
 #[test]
 fn two_nodes_share_one_database_through_an_outage() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let db = runtime.block_on(TestDatabase::create());
+    let cluster = Cluster::start();
+    let db = runtime.block_on(TestDatabase::create_in(&cluster));
     let url = db.url();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let args = ["--store", url.as_str(), "--change-poll-ms", "200"];
@@ -60,32 +62,27 @@ fn two_nodes_share_one_database_through_an_outage() {
     );
 
     // The database goes away.
-    pg_ctl("stop");
-    let outage = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let resp = a.ingest(
-            event_line("mn:3", "6A12345678905", "PC1", "2025-12-22T07:00:00Z", None).as_bytes(),
-        );
-        assert_eq!(resp.status, 503, "{}", resp.text());
-        assert_eq!(resp.json()["error"], "storage_unavailable");
-        assert!(resp.header("retry-after").is_some());
-        // A parcel B has cached is still served, marked stale once B notices the outage.
-        wait_for("node B marks cached answers stale", || {
-            b.get(&format!("/v1/parcels/{tn}"))
-                .header("x-rempart-stale")
-                == Some("1")
-        });
-        let resp = b.get(&format!("/v1/parcels/{tn}"));
-        assert_eq!(resp.status, 200);
-        assert_eq!(resp.json()["status"], "delivered");
-        assert!(resp.header("age").is_some());
-        // One it has not cached cannot be answered.
-        assert_eq!(b.get("/v1/parcels/6A12345678905").status, 503);
-        assert_eq!(b.get("/readyz").status, 503);
-    }));
-    pg_ctl("start");
-    if let Err(panic) = outage {
-        std::panic::resume_unwind(panic);
-    }
+    cluster.stop(StopMode::Immediate);
+    let resp = a.ingest(
+        event_line("mn:3", "6A12345678905", "PC1", "2025-12-22T07:00:00Z", None).as_bytes(),
+    );
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.json()["error"], "storage_unavailable");
+    assert!(resp.header("retry-after").is_some());
+    // A parcel B has cached is still served, marked stale once B notices the outage.
+    wait_for("node B marks cached answers stale", || {
+        b.get(&format!("/v1/parcels/{tn}"))
+            .header("x-rempart-stale")
+            == Some("1")
+    });
+    let resp = b.get(&format!("/v1/parcels/{tn}"));
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json()["status"], "delivered");
+    assert!(resp.header("age").is_some());
+    // One it has not cached cannot be answered.
+    assert_eq!(b.get("/v1/parcels/6A12345678905").status, 503);
+    assert_eq!(b.get("/readyz").status, 503);
+    cluster.restart();
 
     // Both nodes recover by themselves; the batch refused during the outage goes in now.
     wait_for("node A takes ingest again", || {

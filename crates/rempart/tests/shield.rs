@@ -6,33 +6,16 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Server, TOKEN, event_line, request};
+use common::{Server, TOKEN, connect_from, event_line, request};
 
 /// Hang guard for "the server eventually does X" (not a performance assertion).
 const WITHIN: Duration = Duration::from_secs(20);
 
 fn wait_for(what: &str, ok: impl FnMut() -> bool) {
     common::wait_for(what, WITHIN, ok);
-}
-
-/// A raw connection from a chosen loopback source address.
-fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let stream = rt.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket
-            .bind(SocketAddr::new(source.parse::<IpAddr>().unwrap(), 0))
-            .unwrap();
-        socket.connect(to).await.unwrap().into_std().unwrap()
-    });
-    stream.set_nonblocking(false).unwrap();
-    stream
 }
 
 /// Reads until the server closes the connection; returns what it sent.
@@ -392,6 +375,56 @@ fn the_challenge_protocol_end_to_end() {
     assert!(page.text().contains("/v1/challenge") && page.text().contains("<noscript>"));
 }
 
+/// An IPv4 client of a `[::]` listener arrives as `::ffff:a.b.c.d`: it must be an IPv4 client
+/// for every rule, not one of a single /48 holding every IPv4 address (issue 18).
+#[test]
+fn ipv4_clients_of_an_ipv6_listener_keep_their_own_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_on(
+        "[::]:0".parse().unwrap(),
+        dir.path(),
+        &["--attack-mode", "on", "--challenge-difficulty", "8"],
+        &[],
+    );
+    ingest_one(&server, "v6:1", "RR123456785FR");
+    server.public = SocketAddr::new("127.0.0.1".parse().unwrap(), server.public.port());
+    let path = "/v1/parcels/RR123456785FR";
+    let (status, reply) = get_from("127.0.31.5", &server, path, "");
+    assert_eq!(status, 403);
+    let body = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
+    let challenge: serde_json::Value = serde_json::from_str(body).unwrap();
+    let seed = challenge["challenge"]["seed"].as_str().unwrap();
+    let nonce = rempart_shield::solve(seed, 8);
+    let mut s = connect_from("127.0.31.5", server.public);
+    let solution = format!("{{\"seed\":\"{seed}\",\"nonce\":\"{nonce}\"}}");
+    write!(
+        s,
+        "POST /v1/challenge HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{solution}",
+        solution.len()
+    )
+    .unwrap();
+    let reply = String::from_utf8_lossy(&read_until_closed(&mut s)).into_owned();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let pass = reply
+        .split("\"pass\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let header = format!("x-rempart-pass: {pass}\r\n");
+    assert_eq!(
+        get_from("127.0.31.77", &server, path, &header).0,
+        200,
+        "same /24"
+    );
+    assert_eq!(
+        get_from("127.0.32.5", &server, path, &header).0,
+        403,
+        "another /24"
+    );
+}
+
 #[test]
 fn a_browser_solves_the_challenge_by_itself() {
     let dir = tempfile::tempdir().unwrap();
@@ -411,7 +444,9 @@ fn a_browser_solves_the_challenge_by_itself() {
     );
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
-        dom.contains("Parcel RR123456785FR") && dom.contains("Paris 15"),
+        dom.contains("<ol class=\"steps\"")
+            && dom.contains("RR123456785FR")
+            && dom.contains("Paris 15"),
         "the browser did not get through: {dom}"
     );
     assert!(
@@ -421,8 +456,25 @@ fn a_browser_solves_the_challenge_by_itself() {
     );
 }
 
+/// `count` lookups of `path`, pipelined on one connection from `source`; the statuses answered.
+fn pipelined_from(source: &str, server: &Server, path: &str, count: usize) -> Vec<u16> {
+    let mut s = connect_from(source, server.public);
+    let one = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+    let mut all = one.repeat(count.saturating_sub(1));
+    all.push_str(&format!(
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    ));
+    s.write_all(all.as_bytes()).unwrap();
+    let reply = String::from_utf8_lossy(&read_until_closed(&mut s)).into_owned();
+    reply
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .filter_map(|a| a.get(..3)?.parse().ok())
+        .collect()
+}
+
 #[test]
-fn attack_mode_switches_on_under_a_flood_and_off_when_it_stops() {
+fn attack_mode_switches_on_under_a_flood_from_many_sources_and_off_when_it_stops() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
         dir.path(),
@@ -441,24 +493,72 @@ fn attack_mode_switches_on_under_a_flood_and_off_when_it_stops() {
     ingest_one(&server, "a:1", "RR123456785FR");
     assert_eq!(server.metric("rempart_shield_attack_mode"), 0);
     wait_for("attack mode switches on", || {
-        for _ in 0..60 {
-            let _ = server.get("/v1/parcels/RR123456785FR");
+        // 40 addresses in 4 /24s, each over its rate: no address or prefix makes half.
+        for i in 0..40 {
+            let source = format!("127.0.{}.{}", 20 + i % 4, 10 + i);
+            let _ = pipelined_from(&source, &server, "/v1/parcels/RR123456785FR", 5);
         }
         server.metric("rempart_shield_attack_mode") == 1
     });
     let data = request(server.ingest, "GET", "/ops/data", &[], b"").json();
     assert_eq!(data["shield"]["attack_mode"], true);
-    assert_eq!(
-        data["shield"]["top_refused_prefixes"][0]["prefix"],
-        "127.0.0.0"
-    );
+    let top = data["shield"]["top_refused_prefixes"][0]["prefix"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(top.starts_with("127.0.2"), "{top}");
     wait_for("attack mode switches off once the flood stops", || {
         server.metric("rempart_shield_attack_mode") == 0
     });
 }
 
-/// The public runtime's threads run at a lower scheduling priority than the rest of the node, so
-/// a flood that keeps them busy cannot starve ingest of CPU; the other threads keep theirs.
+/// One address pipelining hundreds of lookups of a real number earns 429s, but cannot switch
+/// attack mode on for everyone (issue 18: it did, for ~30 s per burst).
+#[test]
+fn one_address_cannot_switch_attack_mode_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--attack-min-requests",
+            "20",
+            "--attack-refused-ratio",
+            "0.5",
+        ],
+        &[],
+    );
+    ingest_one(&server, "one:1", "RR123456785FR");
+    let started = Instant::now();
+    let mut refused = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        let statuses = pipelined_from("127.0.0.1", &server, "/v1/parcels/RR123456785FR", 600);
+        refused += statuses.iter().filter(|&&s| s == 429).count();
+        // A connection that keeps earning refusals is closed: the rest is never answered.
+        assert!(statuses.len() < 600, "{} answers", statuses.len());
+        // A few customers elsewhere meanwhile.
+        for i in 0..5 {
+            let (status, _) = get_from(
+                &format!("127.0.{}.9", 40 + i),
+                &server,
+                "/v1/parcels/RR123456785FR",
+                "",
+            );
+            assert_eq!(status, 200);
+        }
+        assert_eq!(
+            server.metric("rempart_shield_attack_mode"),
+            0,
+            "one address switched attack mode on"
+        );
+        // Customers at a customer's pace (their own rate limit is 50/s).
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(refused > 0, "the bursts were rate limited");
+}
+
+/// The public runtimes' threads run at a lower scheduling priority than the rest of the node, so
+/// a flood that keeps them busy cannot starve ingest of CPU; the open runtime (clients that have
+/// not proved themselves) lower still than the priority runtime; the other threads keep theirs.
 #[test]
 fn public_threads_run_below_ingest_at_the_scheduler() {
     let dir = tempfile::tempdir().unwrap();
@@ -485,7 +585,19 @@ fn public_threads_run_below_ingest_at_the_scheduler() {
         .iter()
         .filter(|(name, _)| name.starts_with("rempart-ingest"))
         .collect();
-    assert!(!public.is_empty() && !ingest.is_empty(), "{nice_by_name:?}");
+    let open: Vec<_> = nice_by_name
+        .iter()
+        .filter(|(name, _)| name.starts_with("rempart-open"))
+        .collect();
+    assert!(
+        !public.is_empty() && !ingest.is_empty() && !open.is_empty(),
+        "{nice_by_name:?}"
+    );
+    assert!(
+        open.iter()
+            .all(|(_, nice)| *nice == i64::from(rempart_server::node::OPEN_NICE)),
+        "unproven clients run below proven ones: {nice_by_name:?}"
+    );
     assert!(
         public
             .iter()

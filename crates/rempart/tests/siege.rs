@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
 
 use common::{Server, TOKEN, request};
@@ -97,6 +98,68 @@ fn answered(server: &Server, listener: &str, route: Option<&str>) -> BTreeMap<St
     out
 }
 
+/// Every exchange the report says the tool had, by status: each class's final outcomes, plus
+/// for browser-like users the challenges they met on the way (a lookup that stopped at one is
+/// already in its statuses) and their submissions.
+fn exchanges(classes: &[serde_json::Value]) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for c in classes {
+        for (status, n) in c["statuses"].as_object().unwrap() {
+            *out.entry(status.clone()).or_default() += n.as_u64().unwrap();
+        }
+        let Some(b) = c.get("browser") else { continue };
+        let on_the_way = b["challenges_met"].as_u64().unwrap() - b["unsolved"].as_u64().unwrap();
+        if on_the_way > 0 {
+            *out.entry("403".into()).or_default() += on_the_way;
+        }
+        for (status, n) in b["submissions"].as_object().unwrap() {
+            *out.entry(status.clone()).or_default() += n.as_u64().unwrap();
+        }
+    }
+    out
+}
+
+/// Statuses as the node labels them: those it does not know are counted as "other".
+fn as_labelled(statuses: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for (status, n) in statuses {
+        let known = status
+            .parse::<u16>()
+            .is_ok_and(|s| s != 0 && rempart_server::metrics::STATUS_LABELS.contains(&s));
+        *out.entry(if known { status } else { "other".into() })
+            .or_default() += n;
+    }
+    out
+}
+
+/// Runs `rempart siege` against `server` (with its ingest listener and token) with `scenario`,
+/// writing its JSON report to `json`; asserts it succeeded.
+fn siege(
+    server: &Server,
+    scenario: &Path,
+    json: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> std::process::Output {
+    let out = Command::new(common::binary())
+        .args(["siege", "--quiet", "--threads", "2"])
+        .args(["--target", &format!("http://{}", server.public)])
+        .args(["--ingest", &format!("http://{}", server.ingest)])
+        .args(["--token", TOKEN])
+        .arg("--scenario")
+        .arg(scenario)
+        .arg("--json")
+        .arg(json)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "siege failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     after
         .iter()
@@ -108,7 +171,9 @@ fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTree
 #[test]
 fn a_mixed_scenario_reports_what_the_server_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[], &[]);
+    // Attack mode stays off: this test is about the floods' and depots' counts; the next one
+    // has the users meet challenges.
+    let server = Server::start(dir.path(), &["--attack-mode", "off"], &[]);
     let scenario = dir.path().join("mixed.toml");
     std::fs::write(&scenario, SCENARIO).unwrap();
     let json = dir.path().join("report.json");
@@ -116,27 +181,11 @@ fn a_mixed_scenario_reports_what_the_server_counted() {
 
     let public_before = answered(&server, "public", None);
     let ingest_before = answered(&server, "ingest", Some("events"));
-    let out = Command::new(common::binary())
-        .args(["siege", "--quiet", "--threads", "2"])
-        .args(["--target", &format!("http://{}", server.public)])
-        .args([
-            "--ingest",
-            &format!("http://{}", server.ingest),
-            "--token",
-            TOKEN,
-        ])
-        .arg("--scenario")
-        .arg(&scenario)
-        .arg("--json")
-        .arg(&json)
-        .arg("--html")
-        .arg(&html)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "siege failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = siege(
+        &server,
+        &scenario,
+        &json,
+        &["--html".as_ref(), html.as_os_str()],
     );
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -149,17 +198,9 @@ fn a_mixed_scenario_reports_what_the_server_counted() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let classes = report["classes"].as_array().unwrap();
     assert_eq!(classes.len(), 8);
-    let mut public_reported: BTreeMap<String, u64> = BTreeMap::new();
-    let mut ingest_reported: BTreeMap<String, u64> = BTreeMap::new();
+    let (public, ingest): (Vec<_>, Vec<_>) =
+        classes.iter().cloned().partition(|c| c["kind"] != "ingest");
     for c in classes {
-        let target = if c["kind"] == "ingest" {
-            &mut ingest_reported
-        } else {
-            &mut public_reported
-        };
-        for (status, n) in c["statuses"].as_object().unwrap() {
-            *target.entry(status.clone()).or_default() += n.as_u64().unwrap();
-        }
         assert!(
             c["sent"].as_u64().unwrap() > 0,
             "class {} sent nothing",
@@ -168,8 +209,13 @@ fn a_mixed_scenario_reports_what_the_server_counted() {
         assert_eq!(c["timeouts"], 0, "class {}", c["name"]);
     }
     // Every response the tool received is one the server counted, status by status. (Slow
-    // clients never finish a request, so neither side counts one for them.)
-    assert_eq!(public_reported, delta(&public_before, &public_after));
+    // clients never finish a request, so neither side counts one for them. Attack mode may
+    // switch on by itself: the users' challenges and submissions are exchanges too.)
+    assert_eq!(
+        as_labelled(exchanges(&public)),
+        delta(&public_before, &public_after)
+    );
+    let ingest_reported = as_labelled(exchanges(&ingest));
     // The ingest side also counted the one batch that seeded the legitimate users' parcels.
     let mut ingest_counted = delta(&ingest_before, &ingest_after);
     *ingest_counted.get_mut("200").unwrap() -= 1;
@@ -230,4 +276,133 @@ fn non_loopback_targets_are_refused_before_any_traffic() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
+
+const ATTACK_SCENARIO: &str = r#"
+name = "test-attack-mode"
+duration_s = 3
+
+[[class]]
+name = "browsers"
+kind = "legit"
+users = 6
+think_ms = 100
+
+[[class]]
+name = "no-script"
+kind = "legit"
+users = 2
+think_ms = 200
+solve_challenges = false
+
+[[class]]
+name = "ddosia"
+kind = "flood-ddosia"
+connections = 2
+sources = 500
+rate = 100
+
+[[class]]
+name = "burst"
+kind = "flood-hot-parcel"
+connections = 1
+sources = 1
+pipeline = 50
+requests_per_connection = 50
+burst_every_s = 1
+"#;
+
+/// Browser-like users meet a node in attack mode: each solves the challenge once, as the page
+/// does, keeps its pass and gets its parcels; users without script get only challenges. Every
+/// exchange the tool reports (lookups, challenges met, submissions) is one the node counted,
+/// and the node's own attack-mode gauge is in the report.
+#[test]
+fn browser_users_solve_the_challenge_once_and_the_counts_match_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    // A small proof of work: the test binary is a debug build.
+    let server = Server::start(
+        dir.path(),
+        &["--attack-mode", "on", "--challenge-difficulty", "8"],
+        &[],
+    );
+    let scenario = dir.path().join("attack.toml");
+    std::fs::write(&scenario, ATTACK_SCENARIO).unwrap();
+    let json = dir.path().join("report.json");
+    let public_before = answered(&server, "public", None);
+    let metrics = format!("http://{}", server.ingest);
+    siege(
+        &server,
+        &scenario,
+        &json,
+        &["--metrics".as_ref(), metrics.as_ref()],
+    );
+    let public_after = answered(&server, "public", None);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let classes = report["classes"].as_array().unwrap();
+    let by_name = |name: &str| classes.iter().find(|c| c["name"] == name).unwrap();
+
+    let browsers = by_name("browsers");
+    let b = &browsers["browser"];
+    let sent = browsers["sent"].as_u64().unwrap();
+    assert!(sent > 6, "{browsers}");
+    assert_eq!(
+        browsers["success"], sent,
+        "every lookup ends with the parcel: {browsers}"
+    );
+    assert_eq!(b["users"], 6);
+    assert_eq!(b["users_paid"], 6, "{b}");
+    // One challenge each: the pass is kept and reused for every later lookup.
+    assert_eq!(b["challenges_met"], 6, "{b}");
+    assert_eq!(b["passes_earned"], 6, "{b}");
+    assert_eq!(b["challenged_lookups"], 6, "{b}");
+    assert_eq!(b["plain_lookups"].as_u64().unwrap(), sent - 6, "{b}");
+    assert!(b["challenge_latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+
+    // Users without script only ever get challenges (the node may also close connections
+    // that keep earning them): none succeeds, none pays.
+    let no_script = by_name("no-script");
+    assert_eq!(no_script["success"], 0);
+    assert_eq!(no_script["browser"]["users_paid"], 0);
+    let challenged = no_script["statuses"]["403"].as_u64().unwrap();
+    assert!(challenged > 0, "{no_script}");
+    assert_eq!(
+        no_script["statuses"].as_object().unwrap().len(),
+        1,
+        "{no_script}"
+    );
+    assert_eq!(no_script["browser"]["challenges_met"], challenged);
+    assert_eq!(no_script["browser"]["unsolved"], challenged);
+    assert_eq!(b["unsolved"], 0);
+
+    // What the tool saw, exchange by exchange, is what the node counted.
+    assert_eq!(
+        as_labelled(exchanges(classes)),
+        delta(&public_before, &public_after)
+    );
+
+    let node = &report["node"];
+    assert_eq!(node["attack_mode_exported"], true);
+    assert!(node["attack_mode_first_on_s"].is_number(), "{node}");
+    assert!(node["polls"].as_u64().unwrap() >= 3, "{node}");
+    assert_eq!(node["polls_failed"], 0);
+    let challenged: u64 = classes
+        .iter()
+        .map(|c| {
+            c.get("browser")
+                .map_or(0, |b| b["challenges_met"].as_u64().unwrap())
+                + if c.get("browser").is_none() {
+                    c["statuses"]["403"].as_u64().unwrap_or(0)
+                } else {
+                    0
+                }
+        })
+        .sum();
+    assert_eq!(node["refused"]["challenge"], challenged, "{node} {report}");
+    let burst = by_name("burst");
+    assert_eq!(
+        burst["sent"].as_u64().unwrap() % 50,
+        0,
+        "whole bursts: {burst}"
+    );
+    assert!(report["generator"]["cpu_s"].as_f64().unwrap() > 0.0);
 }

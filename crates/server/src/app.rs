@@ -1,157 +1,129 @@
-//! The state both listeners share: the store, the response cache, metrics, tokens, and the
-//! health of a shared store's change feed.
+//! The state both listeners share: the store, the response cache and its coherence, the shield
+//! glue, metrics and tokens. Behaviour lives with the listeners (`public/`, `ingest/`); this is
+//! what they hold in common.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use rempart_domain::TrackingNumber;
-use rempart_shield::Priority;
-use rempart_store::{EventStore, StoreError};
+use rempart_store::EventStore;
 
-use crate::cache::{CachedParcel, ParcelCache};
-use crate::config::Settings;
-use crate::metrics::Metrics;
+use crate::coherence::Coherence;
+use crate::guard::Guard;
+use crate::ingest::refusals::{IngestRefusals, RefusalKind};
+use crate::metrics::{Metrics, OpsHistory, render};
+use crate::settings::{Settings, StoreKind};
 use crate::tokens::LiveTokens;
 
 /// How long a `/readyz` answer is reused, so a flood of probes cannot hammer storage.
 pub const READY_CHECK_TTL: Duration = Duration::from_secs(1);
-/// Longest a storage read for a lookup may take before the lookup answers 503.
-pub const LOOKUP_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest `/readyz` waits for storage.
 pub const READY_STORE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct App {
     pub store: Arc<dyn EventStore>,
-    pub cache: ParcelCache,
+    /// The response cache and its coherence with writes (here and on other nodes).
+    pub coherence: Arc<Coherence>,
+    /// The shield in front of the public listener (or nothing, when switched off).
+    pub guard: Arc<Guard>,
     pub metrics: Metrics,
     pub tokens: LiveTokens,
-    /// The admission layers of the public listener; `None` when switched off.
-    pub shield: Option<crate::shield::Shield>,
+    /// Batches the store could not acknowledge (summarised in the log, counted in /metrics).
+    pub ingest_refusals: IngestRefusals,
     /// Recent per-second traffic for the operations page.
-    pub ops: crate::ops::OpsHistory,
+    pub ops: OpsHistory,
     pub settings: Settings,
-    /// Whether the store is shared with other nodes (its change feed is polled).
-    pub shared_store: bool,
-    /// For a shared store: whether the last change-feed poll succeeded, and when one last did.
-    pub feed_ok: AtomicBool,
-    feed_ok_at: AtomicU64,
-    started: Instant,
+    /// The runtime unproven clients are served by (none with the shield off, or in tests:
+    /// connections then stay where they are).
+    pub open: Option<tokio::runtime::Handle>,
+    /// Numbers the home page suggests (the demo's, checked in storage at start; none otherwise).
+    pub suggestions: std::sync::OnceLock<Vec<TrackingNumber>>,
     ready: std::sync::Mutex<Option<(Instant, bool)>>,
 }
 
-/// A lookup's result.
-pub enum Lookup {
-    Found {
-        parcel: Arc<CachedParcel>,
-        /// Seconds since the cached copy could last be confirmed fresh, when it may be stale
-        /// (a shared store whose change feed cannot be read).
-        stale_for: Option<u64>,
-    },
-    NotFound,
-    /// The shield could not start a storage read in time (503).
-    Shed,
-}
-
 impl App {
-    pub fn new(
-        store: Arc<dyn EventStore>,
-        tokens: LiveTokens,
-        settings: Settings,
-        shared_store: bool,
-    ) -> App {
+    pub fn new(store: Arc<dyn EventStore>, tokens: LiveTokens, settings: Settings) -> App {
+        let shared_store = matches!(settings.store.store, StoreKind::Postgres(_));
         App {
             store,
-            cache: ParcelCache::new(settings.cache_entries),
+            coherence: Arc::new(Coherence::new(
+                settings.store.cache_entries.get(),
+                shared_store,
+            )),
+            guard: Arc::new(Guard::new(&settings.shield)),
             metrics: Metrics::new(),
-            shield: settings
-                .shield
-                .then(|| crate::shield::Shield::new(&settings)),
             tokens,
-            ops: crate::ops::OpsHistory::default(),
+            ingest_refusals: IngestRefusals::default(),
+            ops: OpsHistory::default(),
             settings,
-            shared_store,
-            feed_ok: AtomicBool::new(true),
-            feed_ok_at: AtomicU64::new(0),
-            started: Instant::now(),
+            open: None,
+            suggestions: std::sync::OnceLock::new(),
             ready: std::sync::Mutex::new(None),
         }
     }
 
-    /// Records a successful change-feed poll.
-    pub fn feed_succeeded(&self) {
-        self.feed_ok.store(true, Relaxed);
-        self.feed_ok_at
-            .store(self.started.elapsed().as_secs(), Relaxed);
-    }
-
-    /// The shield's state for the operations page (`attack_mode`, `top_refused_prefixes`);
-    /// `null` while no shield runs in front of the public listener.
-    pub fn shield_status(&self) -> serde_json::Value {
-        self.shield
-            .as_ref()
-            .map_or(serde_json::Value::Null, crate::shield::Shield::status)
+    /// Public connections of unproven clients run on `open` (the listener's own runtime is the
+    /// priority runtime).
+    #[must_use]
+    pub fn with_open_runtime(mut self, open: Option<tokio::runtime::Handle>) -> App {
+        self.open = open;
+        self
     }
 
     /// Every metric of the node, in Prometheus text.
     pub fn render_metrics(&self) -> String {
         let mut out = self.metrics.render();
-        if let Some(shield) = &self.shield {
-            shield.render_metrics(&mut out);
+        render::single(
+            &mut out,
+            "rempart_change_feed_errors_total",
+            "counter",
+            "Failed polls of a shared store's change feed.",
+            self.coherence.feed.errors(),
+        );
+        out.push_str("# HELP rempart_ingest_batches_refused_total Batches the store could not acknowledge, by kind (outcome_unknown: may be stored; resending is safe).\n# TYPE rempart_ingest_batches_refused_total counter\n");
+        for (kind, n) in RefusalKind::ALL.iter().zip(self.ingest_refusals.totals()) {
+            out.push_str(&format!(
+                "rempart_ingest_batches_refused_total{{kind=\"{}\"}} {n}\n",
+                kind.label()
+            ));
         }
+        self.render_store(&mut out);
+        self.guard.render_metrics(&mut out);
         out
     }
 
-    /// Looks a parcel up: cache first, then storage (filling the cache). With the shield on, a
-    /// storage read waits for a slot of the adaptive concurrency limit, at most the queue
-    /// deadline; `Lookup::Shed` when it cannot start in time.
-    pub async fn lookup(
-        &self,
-        tn: TrackingNumber,
-        priority: Priority,
-    ) -> Result<Lookup, StoreError> {
-        if let Some(parcel) = self.cache.get(&tn) {
-            self.metrics.cache_hits.fetch_add(1, Relaxed);
-            let stale_for = (self.shared_store && !self.feed_ok.load(Relaxed)).then(|| {
-                self.started
-                    .elapsed()
-                    .as_secs()
-                    .saturating_sub(self.feed_ok_at.load(Relaxed))
-            });
-            return Ok(Lookup::Found { parcel, stale_for });
+    /// The store's write health and memory consumers.
+    fn render_store(&self, out: &mut String) {
+        let health = self.store.write_health();
+        render::single(
+            out,
+            "rempart_store_writes_failing",
+            "gauge",
+            "1 while the store takes no writes (it probes and recovers by itself).",
+            u64::from(health.failure.is_some()),
+        );
+        render::single(
+            out,
+            "rempart_store_write_recoveries_total",
+            "counter",
+            "Times the store recovered from a write failure without a restart.",
+            health.recoveries,
+        );
+        let memory = self.store.memory_use();
+        out.push_str("# HELP rempart_store_memory_bytes Memory of the store's large consumers, by consumer.\n# TYPE rempart_store_memory_bytes gauge\n");
+        for m in &memory {
+            out.push_str(&format!(
+                "rempart_store_memory_bytes{{consumer=\"{}\"}} {}\n",
+                m.consumer, m.bytes
+            ));
         }
-        self.metrics.cache_misses.fetch_add(1, Relaxed);
-        let permit = match &self.shield {
-            Some(shield) => match shield
-                .concurrency
-                .acquire(priority, shield.queue_deadline)
-                .await
-            {
-                Some(permit) => Some(permit),
-                None => return Ok(Lookup::Shed),
-            },
-            None => None,
-        };
-        let stamp = self.cache.stamp(&tn);
-        let events = tokio::time::timeout(LOOKUP_STORE_TIMEOUT, self.store.parcel_events(&tn))
-            .await
-            .map_err(|_| StoreError::Unavailable("storage read timed out".into()))
-            .and_then(|r| r)
-            .inspect_err(|_| {
-                self.metrics.store_errors.fetch_add(1, Relaxed);
-            })?;
-        if let Some(permit) = permit {
-            permit.done();
-        }
-        match rempart_domain::ParcelView::build(tn, events) {
-            None => Ok(Lookup::NotFound),
-            Some(view) => {
-                let parcel = CachedParcel::new(view);
-                self.cache.fill(tn, parcel.clone(), stamp);
-                Ok(Lookup::Found {
-                    parcel,
-                    stale_for: None,
-                })
+        out.push_str("# HELP rempart_store_memory_bound_bytes The setting bounding each of the store's memory consumers.\n# TYPE rempart_store_memory_bound_bytes gauge\n");
+        for m in &memory {
+            if let Some(bound) = m.bound_bytes {
+                out.push_str(&format!(
+                    "rempart_store_memory_bound_bytes{{consumer=\"{}\"}} {bound}\n",
+                    m.consumer
+                ));
             }
         }
     }
@@ -172,5 +144,56 @@ impl App {
             *guard = Some((Instant::now(), ok));
         }
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric the Grafana dashboard charts is one the node exports.
+    #[test]
+    fn the_grafana_dashboard_uses_only_exported_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rempart_store::embedded::EmbeddedStore::open(
+            dir.path(),
+            rempart_store::embedded::EmbeddedOptions::default(),
+        )
+        .unwrap();
+        let tokens = LiveTokens::load(dir.path(), None).unwrap();
+        let app = App::new(Arc::new(store), tokens, Settings::defaults());
+        let text = app.render_metrics();
+        // Counters with no samples yet still declare themselves in # TYPE lines.
+        let exported: std::collections::HashSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/grafana-dashboard.json");
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut checked = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if !word.starts_with("rempart_") {
+                        continue;
+                    }
+                    let base = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|s| word.strip_suffix(s))
+                        .unwrap_or(word);
+                    assert!(
+                        exported.contains(base),
+                        "the dashboard charts {word}, which the node does not export"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 12);
     }
 }

@@ -1,43 +1,18 @@
 //! The live operations page (`GET /ops` on the ingest listener) and its data (`GET /ops/data`).
 //!
 //! A sampler task turns the metrics counters into per-second rates once a second and keeps the
-//! last [`OPS_SAMPLES`] seconds in a ring; the page (self-contained: inline CSS, JS and SVG, no
+//! last [`crate::metrics::OPS_SAMPLES`] seconds in a ring; the page (self-contained: inline CSS, JS and SVG, no
 //! CDN) polls the data and draws it. Reading the page costs the node one small JSON render.
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::metrics::{Listener, STATUS_LABELS};
-
-/// Seconds of history kept (and drawn).
-pub const OPS_SAMPLES: usize = 300;
-
-/// One second of traffic, as rates.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Sample {
-    /// Unix time, seconds.
-    pub t: u64,
-    /// Public lookups answered with a parcel or a page (2xx, 3xx).
-    pub public_ok: u64,
-    /// Public requests refused as invalid or unknown (400, 404, 405, 413).
-    pub public_invalid: u64,
-    /// Public requests refused to protect the node (429, 503, other refusals) and connections
-    /// closed at the cap.
-    pub public_refused: u64,
-    /// Events acknowledged (accepted + duplicates).
-    pub ingest_events: u64,
-    pub ingest_batches: u64,
-    /// Mean time to make a batch durable over the second, in milliseconds.
-    pub commit_ms: f64,
-    pub connections_public: u64,
-    pub memory_mb: u64,
-}
+use crate::clock::unix_now;
+use crate::metrics::{Listener, STATUS_LABELS, Sample};
 
 #[derive(Default)]
 struct Totals {
@@ -60,36 +35,12 @@ fn totals(app: &App) -> Totals {
             _ => t.refused += n,
         }
     }
-    t.refused += app.metrics.connections_refused[Listener::Public as usize].load(Relaxed);
+    t.refused += app.metrics.connections_refused[Listener::Public.index()].load(Relaxed);
     t.events =
         app.metrics.ingest_accepted.load(Relaxed) + app.metrics.ingest_duplicates.load(Relaxed);
     t.batches = app.metrics.ingest_batches.load(Relaxed);
     (t.commits, t.commit_micros) = app.metrics.commit_totals();
     t
-}
-
-/// The ring of recent samples.
-#[derive(Default)]
-pub struct OpsHistory {
-    samples: Mutex<VecDeque<Sample>>,
-}
-
-impl OpsHistory {
-    pub fn snapshot(&self) -> Vec<Sample> {
-        self.samples
-            .lock()
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
-    }
-
-    fn push(&self, sample: Sample) {
-        if let Ok(mut samples) = self.samples.lock() {
-            if samples.len() == OPS_SAMPLES {
-                samples.pop_front();
-            }
-            samples.push_back(sample);
-        }
-    }
 }
 
 /// Samples the metrics once a second until shutdown.
@@ -116,7 +67,7 @@ pub async fn sample(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             } else {
                 (now.commit_micros - last.commit_micros) as f64 / commits as f64 / 1e3
             },
-            connections_public: app.metrics.connections_open[Listener::Public as usize]
+            connections_public: app.metrics.connections_open[Listener::Public.index()]
                 .load(Relaxed),
             memory_mb: crate::metrics::resident_memory_bytes().unwrap_or(0) >> 20,
         };
@@ -125,20 +76,14 @@ pub async fn sample(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// `GET /ops/data`.
 pub fn data(app: &App) -> String {
     serde_json::json!({
         "now": unix_now(),
         "interval_seconds": 1,
         "samples": app.ops.snapshot(),
-        "cache_entries": app.cache.len(),
-        "shield": app.shield_status(),
+        "cache_entries": app.coherence.cache.len(),
+        "shield": app.guard.status(),
     })
     .to_string()
 }

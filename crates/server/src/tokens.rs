@@ -273,17 +273,29 @@ fn to_hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Creates a token named `name`, appends its digest to `<data>/tokens` (fsync'd) and returns
-/// the token itself, which is never stored.
-pub fn create(data: &Path, name: &str) -> Result<String, TokenError> {
-    let valid_name = !name.is_empty()
+/// Whether `name` can name a token: 1 to [`MAX_NAME_LEN`] characters among `A-Z a-z 0-9 . _ -`
+/// (a tab or a newline would break the file's lines).
+fn check_name(name: &str) -> Result<(), TokenError> {
+    let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !valid_name {
-        return Err(TokenError::BadName);
-    }
+    valid.then_some(()).ok_or(TokenError::BadName)
+}
+
+/// A new token: [`TOKEN_PREFIX`] and 32 random bytes in hexadecimal.
+fn new_token() -> Result<String, TokenError> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| TokenError::Random(e.to_string()))?;
+    Ok(format!("{TOKEN_PREFIX}{}", to_hex(&secret)))
+}
+
+/// Creates a token named `name`, appends its digest to `<data>/tokens` (fsync'd) and returns
+/// the token itself, which is never stored. A name already taken is refused ([`replace`] gives
+/// it a new token instead).
+pub fn create(data: &Path, name: &str) -> Result<String, TokenError> {
+    check_name(name)?;
     let path = data.join(TOKENS_FILE);
     let io = |source| TokenError::Io {
         path: path.clone(),
@@ -297,9 +309,7 @@ pub fn create(data: &Path, name: &str) -> Result<String, TokenError> {
     if entries.len() >= MAX_TOKENS {
         return Err(TokenError::TooMany);
     }
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|e| TokenError::Random(e.to_string()))?;
-    let token = format!("{TOKEN_PREFIX}{}", to_hex(&secret));
+    let token = new_token()?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -310,20 +320,50 @@ pub fn create(data: &Path, name: &str) -> Result<String, TokenError> {
     Ok(token)
 }
 
+/// Gives `name` a new token, created as by [`create`] if there was none by that name; the old
+/// token of that name is refused from then on (a running node follows within
+/// [`RELOAD_EVERY`]). Returns the new token, which is never stored. The file is rewritten in one
+/// step (temporary file, fsync, rename): no moment has both tokens or neither.
+pub fn replace(data: &Path, name: &str) -> Result<String, TokenError> {
+    check_name(name)?;
+    let path = data.join(TOKENS_FILE);
+    std::fs::create_dir_all(data).map_err(|source| TokenError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let mut entries = read_entries(&path)?;
+    entries.retain(|(n, _)| n != name);
+    if entries.len() >= MAX_TOKENS {
+        return Err(TokenError::TooMany);
+    }
+    let token = new_token()?;
+    entries.push((name.to_owned(), digest(token.as_bytes())));
+    rewrite(data, &entries)?;
+    Ok(token)
+}
+
 /// Removes the token named `name` from `<data>/tokens` (rewritten through a temporary file,
 /// fsync'd, renamed). `Ok(false)` if there was none by that name.
 pub fn revoke(data: &Path, name: &str) -> Result<bool, TokenError> {
+    let mut entries = read_entries(&data.join(TOKENS_FILE))?;
+    if !entries.iter().any(|(n, _)| n == name) {
+        return Ok(false);
+    }
+    entries.retain(|(n, _)| n != name);
+    rewrite(data, &entries)?;
+    Ok(true)
+}
+
+/// Writes `entries` as the whole of `<data>/tokens`: a temporary file, fsync'd, renamed over
+/// the old one, then the directory fsync'd.
+fn rewrite(data: &Path, entries: &[(String, [u8; 32])]) -> Result<(), TokenError> {
     let path = data.join(TOKENS_FILE);
     let io = |source| TokenError::Io {
         path: path.clone(),
         source,
     };
-    let entries = read_entries(&path)?;
-    if !entries.iter().any(|(n, _)| n == name) {
-        return Ok(false);
-    }
     let mut text = String::new();
-    for (n, d) in entries.iter().filter(|(n, _)| n != name) {
+    for (n, d) in entries {
         let _ = writeln!(text, "{n}\t{}", to_hex(d));
     }
     let tmp = data.join(format!("{TOKENS_FILE}.tmp"));
@@ -334,7 +374,7 @@ pub fn revoke(data: &Path, name: &str) -> Result<bool, TokenError> {
     if let Ok(dir) = std::fs::File::open(data) {
         let _ = dir.sync_all();
     }
-    Ok(true)
+    Ok(())
 }
 
 /// The names of the tokens in `<data>/tokens`.
@@ -375,6 +415,29 @@ mod tests {
         for bad in ["", "has space", "tab\tname", &"x".repeat(65), "é"] {
             assert!(matches!(create(dir.path(), bad), Err(TokenError::BadName)));
         }
+    }
+
+    #[test]
+    fn replacing_a_token_revokes_the_old_one_and_keeps_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = create(dir.path(), "other").unwrap();
+        let old = create(dir.path(), "depot").unwrap();
+        let new = replace(dir.path(), "depot").unwrap();
+        assert_ne!(old, new);
+        let set = LiveTokens::load(dir.path(), None).unwrap();
+        let bearer = |t: &str| format!("Bearer {t}");
+        assert!(set.authorizes(Some(bearer(&new).as_bytes())));
+        assert!(!set.authorizes(Some(bearer(&old).as_bytes())));
+        assert!(set.authorizes(Some(bearer(&other).as_bytes())));
+        assert_eq!(names(dir.path()).unwrap(), ["other", "depot"]);
+        // A name not taken yet is created; bad names are refused as by `create`.
+        let fresh = replace(dir.path(), "fresh").unwrap();
+        assert!(fresh.starts_with(TOKEN_PREFIX));
+        assert_eq!(names(dir.path()).unwrap().len(), 3);
+        assert!(matches!(
+            replace(dir.path(), "has space"),
+            Err(TokenError::BadName)
+        ));
     }
 
     #[test]

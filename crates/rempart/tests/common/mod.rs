@@ -29,14 +29,40 @@ pub struct Server {
     data: PathBuf,
     extra: Vec<String>,
     env: Vec<(String, String)>,
+    /// Where the server's stderr goes (appended), when not to the test's own.
+    log: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl Server {
     /// Starts a server on ephemeral ports with `data` as data directory.
     pub fn start(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut server = Server {
-            public: "127.0.0.1:0".parse().unwrap(),
+        Self::start_on("127.0.0.1:0".parse().unwrap(), data, extra, env)
+    }
+
+    /// Starts a server whose stderr (its log) is appended to `log`.
+    pub fn start_logging(data: &Path, extra: &[&str], env: &[(&str, &str)], log: &Path) -> Server {
+        let mut server = Self::new("127.0.0.1:0".parse().unwrap(), data, extra, env);
+        server.log = Some(log.to_owned());
+        server.spawn();
+        server
+    }
+
+    /// Starts a server whose public listener binds `public`.
+    pub fn start_on(
+        public: SocketAddr,
+        data: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut server = Self::new(public, data, extra, env);
+        server.spawn();
+        server
+    }
+
+    fn new(public: SocketAddr, data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server {
+            public,
             ingest: "127.0.0.1:0".parse().unwrap(),
             token: TOKEN.to_owned(),
             banner: Vec::new(),
@@ -46,10 +72,9 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            log: None,
             child: None,
-        };
-        server.spawn();
-        server
+        }
     }
 
     fn spawn(&mut self) {
@@ -66,7 +91,16 @@ impl Server {
             .env("REMPART_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match &self.log {
+                None => Stdio::inherit(),
+                Some(path) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .expect("open the server's log file"),
+                ),
+            });
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -188,6 +222,20 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The numbers a `--demo` node printed in its banner: (number, status) from each line.
+pub fn demo_numbers(server: &Server) -> Vec<(String, String)> {
+    server
+        .banner
+        .iter()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let number = words.next()?;
+            rempart_domain::TrackingNumber::parse(number).ok()?;
+            Some((number.to_owned(), words.next()?.to_owned()))
+        })
+        .collect()
 }
 
 /// The value of sample `name{labels}` (exact text before the space) in a Prometheus exposition.
@@ -367,4 +415,26 @@ pub fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("{what}: not within {within:?}");
+}
+
+/// A raw connection from a chosen loopback source address (the tests' many "clients").
+pub fn try_connect_from(source: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        let source: std::net::IpAddr = source
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        socket.connect(to).await?.into_std()
+    })?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+/// [`try_connect_from`], which must succeed.
+pub fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+    try_connect_from(source, to).unwrap_or_else(|e| panic!("connect from {source} to {to}: {e}"))
 }

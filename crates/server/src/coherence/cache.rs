@@ -19,20 +19,25 @@ use rempart_domain::{ParcelView, TrackingNumber};
 /// keys skip caching once, which is harmless.
 pub const EPOCH_STRIPES: usize = 4096;
 
-/// What the cache holds for one parcel: its view and the JSON body, rendered once.
+/// What the cache holds for one parcel: its view, and the JSON body and its strong `ETag`,
+/// both computed once per fill (a hot lookup clones two `Bytes`, allocating nothing).
 #[derive(Debug)]
 pub struct CachedParcel {
     pub view: ParcelView,
     pub json: Bytes,
+    /// `"<hash of json>"`, quoted as it goes in the header.
+    pub json_etag: Bytes,
     pub filled_at: Instant,
 }
 
 impl CachedParcel {
     pub fn new(view: ParcelView) -> Arc<Self> {
         let json = Bytes::from(view.to_json());
+        let json_etag = crate::content::strong_etag(&json);
         Arc::new(CachedParcel {
             view,
             json,
+            json_etag,
             filled_at: Instant::now(),
         })
     }
@@ -145,6 +150,15 @@ mod tests {
         assert!(cache.get(&tn).unwrap().view.is_final);
         cache.invalidate(&tn);
         assert!(cache.get(&tn).is_none());
+    }
+
+    #[test]
+    fn a_cached_parcel_carries_the_tag_of_its_json() {
+        let tn = TrackingNumber::parse("RR123456785FR").unwrap();
+        let a = CachedParcel::new(view(tn, EventCode::Pc1));
+        assert_eq!(a.json_etag, crate::content::strong_etag(&a.json));
+        let b = CachedParcel::new(view(tn, EventCode::Di1));
+        assert_ne!(a.json_etag, b.json_etag);
     }
 
     #[test]

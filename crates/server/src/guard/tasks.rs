@@ -6,24 +6,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rempart_domain::TrackingNumber;
+use rempart_store::EventStore;
 use tokio::sync::watch;
 
-use crate::app::App;
-use crate::shield::REASONS;
+use super::pressure::CpuMeter;
+use super::{Guard, Reason, Shield};
 
 /// Numbers read per page while rebuilding the filter.
 const REBUILD_PAGE: usize = 100_000;
 /// How often refusals are summarised in the log, and the refused-prefix table decays.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+/// How soon a failed rebuild is tried again.
+const REBUILD_RETRY: Duration = Duration::from_secs(5);
 
-async fn rebuild_once(app: &App) -> Result<usize, String> {
-    let shield = app.shield.as_ref().expect("shield on");
+async fn rebuild_once(store: &dyn EventStore, shield: &Shield) -> Result<usize, String> {
     shield.filter.begin_rebuild();
     let mut numbers: Vec<[u8; 13]> = Vec::new();
     let mut after: Option<TrackingNumber> = None;
     loop {
-        let page = app
-            .store
+        let page = store
             .tracking_numbers(after, REBUILD_PAGE)
             .await
             .map_err(|e| e.to_string())?;
@@ -37,18 +38,23 @@ async fn rebuild_once(app: &App) -> Result<usize, String> {
     Ok(numbers.len())
 }
 
-pub async fn rebuild_filter(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let every = Duration::from_secs(app.settings.filter_rebuild_s);
+/// Rebuilds the existence filter every `every`, and early when it asks for it (its recent set
+/// overflowed). Until a build succeeds the filter says "maybe": lookups go to storage.
+pub async fn rebuild_filter(
+    store: Arc<dyn EventStore>,
+    guard: Arc<Guard>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(shield) = guard.shield() else {
+        return;
+    };
     let mut last = None::<Instant>;
     loop {
-        let due = last.is_none_or(|t| t.elapsed() >= every)
-            || app
-                .shield
-                .as_ref()
-                .is_some_and(|s| s.filter.needs_rebuild());
+        let due = last.is_none_or(|t| t.elapsed() >= every) || shield.filter.needs_rebuild();
         if due {
             let started = Instant::now();
-            match rebuild_once(&app).await {
+            match rebuild_once(store.as_ref(), shield).await {
                 Ok(n) => {
                     tracing::info!(
                         numbers = n,
@@ -58,9 +64,8 @@ pub async fn rebuild_filter(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                     last = Some(Instant::now());
                 }
                 Err(e) => {
-                    // Until a build succeeds the filter says "maybe": lookups go to storage.
                     tracing::warn!(error = %e, "existence filter not rebuilt; retrying");
-                    last = Some(Instant::now() - every + Duration::from_secs(5).min(every));
+                    last = Some(Instant::now() - every + REBUILD_RETRY.min(every));
                 }
             }
         }
@@ -71,48 +76,71 @@ pub async fn rebuild_filter(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-pub async fn watch_attacks(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let shield = app.shield.as_ref().expect("shield on");
+/// Feeds attack mode one window a second, and logs refusals every [`REFUSAL_LOG_EVERY`].
+pub async fn watch_attacks(guard: Arc<Guard>, mut stop: watch::Receiver<bool>) {
+    let Some(shield) = guard.shield() else {
+        return;
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_log = Instant::now();
     let mut logged = shield.refused_total();
+    let mut cpu = CpuMeter::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let window = shield.take_window();
+        let window = shield.take_window(cpu.sample());
+        let cause = shield.attack.cause(&window);
+        shield
+            .pressed
+            .store(cause.is_some(), std::sync::atomic::Ordering::Relaxed);
         match shield.attack.observe(window) {
             Some(true) => tracing::warn!(
+                ?cause,
                 requests = window.requests,
                 refused = window.refused,
                 p99_ms = window.p99.as_millis() as u64,
+                lag_ms = window.lag.as_millis() as u64,
+                cpu = window.busy,
+                heaviest_source = window.heaviest_source,
                 "attack mode ON: anonymous clients must solve a challenge"
             ),
             Some(false) => tracing::info!("attack mode off"),
             None => {}
         }
         if last_log.elapsed() >= REFUSAL_LOG_EVERY {
-            let now = shield.refused_total();
-            let parts: Vec<String> = REASONS
-                .iter()
-                .zip(now.iter().zip(logged.iter()))
-                .filter(|(_, (n, l))| n > l)
-                .map(|(r, (n, l))| format!("{r}={}", n - l))
-                .collect();
-            if !parts.is_empty() {
-                let top: Vec<String> = shield
-                    .refused_prefixes
-                    .top(3)
-                    .iter()
-                    .map(|(p, n)| format!("{p}/{n}"))
-                    .collect();
-                tracing::info!(refused = %parts.join(" "), top_prefixes = %top.join(" "), "shield refusals in the last {}s", REFUSAL_LOG_EVERY.as_secs());
-            }
+            logged = log_refusals(shield, logged);
             shield.refused_prefixes.decay();
-            logged = now;
             last_log = Instant::now();
         }
     }
+}
+
+/// One line: refusals by reason since `before`, and the most refused prefixes. Returns the
+/// totals now.
+fn log_refusals(shield: &Shield, before: [u64; Reason::COUNT]) -> [u64; Reason::COUNT] {
+    let now = shield.refused_total();
+    let parts: Vec<String> = Reason::ALL
+        .iter()
+        .zip(now.iter().zip(before.iter()))
+        .filter(|(_, (n, b))| n > b)
+        .map(|(r, (n, b))| format!("{}={}", r.label(), n - b))
+        .collect();
+    if !parts.is_empty() {
+        let top: Vec<String> = shield
+            .refused_prefixes
+            .top(3)
+            .iter()
+            .map(|(p, n)| format!("{p}/{n}"))
+            .collect();
+        tracing::info!(
+            refused = %parts.join(" "),
+            top_prefixes = %top.join(" "),
+            "shield refusals in the last {}s",
+            REFUSAL_LOG_EVERY.as_secs()
+        );
+    }
+    now
 }

@@ -1,0 +1,111 @@
+//! Cache coherence in one place: what a node does once a parcel's events changed, whether the
+//! change came through its own ingest listener or, on a shared database, through another node.
+//!
+//! The rule (`parcels_changed`): once the change is durable, the response cache forgets the
+//! parcel (bumping its stripe's epoch first, `cache.rs`) and the existence filter learns the
+//! number. When too much changed elsewhere to name every parcel, everything is forgotten and
+//! the filter answers "maybe" until its next rebuild (`everything_changed`). Other nodes' changes
+//! arrive through the change-feed poller (`feed.rs`), whose health decides whether cached
+//! answers are marked stale and whether the filter's "absent" can be trusted ([`FeedHealth`]).
+
+pub mod cache;
+pub mod feed;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use rempart_domain::TrackingNumber;
+
+use crate::guard::Guard;
+use cache::ParcelCache;
+
+/// The response cache and what keeps it true.
+pub struct Coherence {
+    pub cache: ParcelCache,
+    pub feed: FeedHealth,
+}
+
+impl Coherence {
+    pub fn new(cache_entries: usize, shared_store: bool) -> Coherence {
+        Coherence {
+            cache: ParcelCache::new(cache_entries),
+            feed: FeedHealth::new(shared_store),
+        }
+    }
+
+    /// Events of these parcels are durable now. `stored`: whether anything new was stored
+    /// (duplicates change nothing, so an all-duplicate resend keeps the cache); the filter
+    /// learns the numbers either way (learning a known number again is harmless).
+    pub fn parcels_changed<'a, I>(&self, guard: &Guard, numbers: I, stored: bool)
+    where
+        I: IntoIterator<Item = &'a TrackingNumber> + Clone,
+    {
+        if stored {
+            for tn in numbers.clone() {
+                self.cache.invalidate(tn);
+            }
+        }
+        guard.learn_numbers(numbers.into_iter().map(|tn| &tn.as_bytes()[..]));
+    }
+
+    /// Too many parcels changed elsewhere to name them.
+    pub fn everything_changed(&self, guard: &Guard) {
+        self.cache.invalidate_all();
+        guard.forget_numbers();
+    }
+}
+
+/// For a shared store: whether the last change-feed poll succeeded, and since when cached
+/// answers may be stale. A store only this node writes to is always current.
+pub struct FeedHealth {
+    shared: bool,
+    ok: AtomicBool,
+    /// Seconds after `started` of the last successful poll.
+    ok_at: AtomicU64,
+    started: Instant,
+    errors: AtomicU64,
+}
+
+impl FeedHealth {
+    fn new(shared: bool) -> FeedHealth {
+        FeedHealth {
+            shared,
+            ok: AtomicBool::new(true),
+            ok_at: AtomicU64::new(0),
+            started: Instant::now(),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this node knows of every change (always, unless a shared store's feed fails).
+    pub fn is_current(&self) -> bool {
+        !self.shared || self.ok.load(Relaxed)
+    }
+
+    /// Seconds since cached answers could last be confirmed fresh, while they may be stale.
+    pub fn stale_for(&self) -> Option<u64> {
+        (!self.is_current()).then(|| {
+            self.started
+                .elapsed()
+                .as_secs()
+                .saturating_sub(self.ok_at.load(Relaxed))
+        })
+    }
+
+    /// Records a successful poll; true when the feed was failing until now.
+    fn succeeded(&self) -> bool {
+        self.ok_at.store(self.started.elapsed().as_secs(), Relaxed);
+        !self.ok.swap(true, Relaxed)
+    }
+
+    /// Records a failed poll; true when the feed was healthy until now.
+    fn failed(&self) -> bool {
+        self.errors.fetch_add(1, Relaxed);
+        self.ok.swap(false, Relaxed)
+    }
+
+    /// Failed polls so far.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Relaxed)
+    }
+}

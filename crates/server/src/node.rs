@@ -1,0 +1,392 @@
+//! Running a node: two runtimes, the store, both listeners and the background tasks, until
+//! SIGTERM or SIGINT; then a graceful shutdown: stop accepting, finish requests in flight
+//! (within the grace period), close the store (which finishes its commits).
+//!
+//! - the **public** listener (anonymous lookups, HTML pages, health) runs on its own tokio
+//!   runtime, sized to the machine, its threads at a lower CPU priority ([`PUBLIC_NICE`]);
+//! - the **ingest** listener (authenticated batches, metrics) runs on a second runtime with its
+//!   own reserved threads, so a saturated public side cannot delay a depot's acknowledgement.
+//!   The store is opened there, and every background task runs there.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use rempart_shield::SourceConnections;
+use rempart_store::{EventStore, StoreError};
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::listener::{self, ListenerLimits};
+use crate::metrics::Listener;
+use crate::settings::{Settings, StoreKind};
+use crate::{clock, coherence, demo, guard, ingest, ops, public, tokens};
+
+/// Why the node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] crate::settings::ConfigError),
+    #[error(transparent)]
+    Tokens(#[from] tokens::TokenError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Opens the store, on the ingest runtime (so its background work lives there).
+pub type StoreOpener = Box<
+    dyn FnOnce(
+            Settings,
+        )
+            -> Pin<Box<dyn Future<Output = Result<Arc<dyn EventStore>, StoreError>> + Send>>
+        + Send,
+>;
+
+/// How much lower the public runtimes' threads (workers and the blocking pool where embedded
+/// storage reads run) are scheduled than the rest of the process: the priority runtime (proven
+/// clients) at [`PUBLIC_NICE`], the open runtime (everyone else) at [`OPEN_NICE`]. Under a
+/// flood, the kernel runs ingest first, then proven clients, then the rest (CFS weights 1024,
+/// 335 and 15: a runnable priority thread gets ~22 times an open one's share).
+pub const PUBLIC_NICE: i32 = 5;
+pub const OPEN_NICE: i32 = 19;
+
+/// Installs the tracing subscriber (stderr; text or JSON) per the settings. Text is coloured
+/// only when stderr is a terminal: a log file or a pipe gets no ANSI escape codes.
+pub fn init_logging(settings: &Settings) {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.run.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = if settings.run.log_json.get() {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Lowers the calling thread's scheduling priority by [`PUBLIC_NICE`]. When a flood keeps the
+/// public threads busy on the same cores as ingest, the kernel then gives the ingest runtime and
+/// the store's committer about three times their share and wakes them first: ingest never waits
+/// behind public lookups, down to the CPU scheduler. (Linux: `setpriority` on a thread id
+/// affects that thread only.)
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority and gettid only read their integer arguments.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
+    }
+}
+
+/// A write past a file-size limit (`RLIMIT_FSIZE`) must fail like a full disk — the store
+/// then stops taking writes and recovers by itself — not kill the node with `SIGXFSZ`.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to "ignore" has no handler to run.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+/// The node's runtimes: ingest (reserved threads), the public priority runtime (proven clients)
+/// and the public open runtime (everyone else; with the shield off, none: the public listener
+/// runs on the priority runtime, as it did before it had one).
+struct Runtimes {
+    ingest: Runtime,
+    priority: Runtime,
+    open: Option<Runtime>,
+}
+
+impl Runtimes {
+    fn build(settings: &Settings) -> Result<Runtimes, ServeError> {
+        let public_threads = settings.listeners.public_threads.get();
+        let public = |name: &str, nice: i32| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(public_threads)
+                .thread_name(name)
+                .on_thread_start(move || lower_priority(nice))
+                .enable_all()
+                .build()
+                .map_err(ServeError::Runtime)
+        };
+        Ok(Runtimes {
+            ingest: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(settings.listeners.ingest_threads.get())
+                .thread_name("rempart-ingest")
+                .enable_all()
+                .build()
+                .map_err(ServeError::Runtime)?,
+            priority: public("rempart-public", PUBLIC_NICE)?,
+            open: match settings.shield.shield.get() {
+                true => Some(public("rempart-open", OPEN_NICE)?),
+                false => None,
+            },
+        })
+    }
+
+    /// Where the public listener accepts: the priority runtime, so that a known client's new
+    /// connection is not stuck behind a flood (unproven ones move to the open runtime).
+    fn public(&self) -> &Runtime {
+        &self.priority
+    }
+
+    /// Where floods land, and the lag probe measures: the open runtime when there is one.
+    fn floods(&self) -> &Runtime {
+        self.open.as_ref().unwrap_or(&self.priority)
+    }
+
+    fn shutdown(self, grace: std::time::Duration, app: Arc<App>) {
+        if let Some(open) = self.open {
+            open.shutdown_timeout(grace);
+        }
+        self.priority.shutdown_timeout(grace);
+        drop(app);
+        self.ingest.shutdown_timeout(grace);
+    }
+}
+
+/// Runs the node until SIGTERM or SIGINT, then shuts down gracefully.
+pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError> {
+    ignore_file_size_signal();
+    let rt = Runtimes::build(&settings)?;
+    // Both listeners are bound before the store is opened: a port in use is reported before
+    // anything is created on disk. Connections wait in the backlog until serving starts.
+    let bind = |rt: &Runtime, addr| {
+        let _guard = rt.enter();
+        listener::bind(addr).map_err(|source| ServeError::Bind { addr, source })
+    };
+    let public_listener = bind(rt.public(), settings.listeners.public)?;
+    let ingest_listener = bind(&rt.ingest, settings.listeners.ingest)?;
+    let store = rt.ingest.block_on(open_store(settings.clone()))?;
+    // Dropped last, here: closing the embedded store flushes its write buffers (so a restart has
+    // nothing to replay), which blocks, and must not be cut short by a runtime's shutdown.
+    let store_handle = store.clone();
+    let tokens = load_tokens(&settings)?;
+    let demo = if settings.run.demo.get() {
+        let parcels = settings.run.demo_parcels;
+        Some(
+            rt.ingest
+                .block_on(demo::prepare(store.as_ref(), parcels, clock::now()))?,
+        )
+    } else {
+        None
+    };
+    let app = Arc::new(
+        App::new(store, tokens, settings.clone())
+            .with_open_runtime(rt.open.as_ref().map(|open| open.handle().clone())),
+    );
+    if let Some(demo) = &demo {
+        let _ = app.suggestions.set(demo.numbers());
+    }
+    let public_addr = public_listener.local_addr().map_err(ServeError::Runtime)?;
+    let ingest_addr = ingest_listener.local_addr().map_err(ServeError::Runtime)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let serving = Listeners {
+        public: public_listener,
+        ingest: ingest_listener,
+    }
+    .spawn(&app, rt.public(), &rt.ingest, &stop_rx);
+    spawn_tasks(&app, &rt.ingest, &stop_rx);
+    if app.guard.shield().is_some() {
+        // The lag probe measures the runtime floods land on, so it runs there.
+        let guard = app.guard.clone();
+        let stop = stop_rx.clone();
+        rt.floods().spawn(async move {
+            if let Some(shield) = guard.shield() {
+                shield.lag.probe(stop).await;
+            }
+        });
+    }
+
+    print_ready(&settings, demo.as_ref(), public_addr, ingest_addr);
+    tracing::info!(%public_addr, %ingest_addr, "serving");
+
+    rt.ingest.block_on(wait_for_signal());
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    let _ = stop_tx.send(true);
+    rt.ingest.block_on(async {
+        for task in serving {
+            let _ = task.await;
+        }
+    });
+    rt.shutdown(settings.listeners.shutdown_grace_ms.duration(), app);
+    tracing::info!("closing the store");
+    drop(store_handle);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The ingest tokens of the data directory, and `REMPART_INGEST_TOKEN` when set.
+fn load_tokens(settings: &Settings) -> Result<tokens::LiveTokens, ServeError> {
+    let token_env = std::env::var("REMPART_INGEST_TOKEN").ok();
+    let tokens = tokens::LiveTokens::load(&settings.store.data, token_env.as_deref())?;
+    if tokens.is_empty() {
+        tracing::warn!(
+            "no ingest token: create one with `rempart token create NAME` or set REMPART_INGEST_TOKEN"
+        );
+    }
+    Ok(tokens)
+}
+
+/// Both bound listeners, before they serve.
+struct Listeners {
+    public: TcpListener,
+    ingest: TcpListener,
+}
+
+impl Listeners {
+    /// Starts serving each on its runtime; the handles end once each has drained.
+    fn spawn(
+        self,
+        app: &Arc<App>,
+        public_rt: &Runtime,
+        ingest_rt: &Runtime,
+        stop: &watch::Receiver<bool>,
+    ) -> [tokio::task::JoinHandle<()>; 2] {
+        let l = &app.settings.listeners;
+        let limits =
+            |max_connections: usize, max_unsettled: usize, header_timeout| ListenerLimits {
+                max_connections,
+                max_unsettled: max_unsettled.clamp(1, max_connections),
+                header_timeout,
+                idle_timeout: l.idle_timeout_ms.duration(),
+                shutdown_grace: l.shutdown_grace_ms.duration(),
+            };
+        let public_max = l.public_max_connections.get();
+        let public = public_rt.spawn(listener::serve(
+            self.public,
+            Listener::Public,
+            app.clone(),
+            public::connection,
+            limits(public_max, public_max, l.header_timeout_ms.duration()),
+            app.guard.source_connections(),
+            stop.clone(),
+        ));
+        let ingest_max = l.ingest_max_connections.get();
+        let unauthenticated =
+            ingest_max - (ingest_max as f64 * l.ingest_reserved_ratio.get()) as usize;
+        let ingest = ingest_rt.spawn(listener::serve(
+            self.ingest,
+            Listener::Ingest,
+            app.clone(),
+            ingest::connection,
+            limits(
+                ingest_max,
+                unauthenticated,
+                l.ingest_header_timeout_ms.duration(),
+            ),
+            Some(SourceConnections::new(
+                l.ingest_source_max_connections.get(),
+            )),
+            stop.clone(),
+        ));
+        [public, ingest]
+    }
+}
+
+/// The background tasks, all on the ingest runtime.
+fn spawn_tasks(app: &Arc<App>, rt: &Runtime, stop: &watch::Receiver<bool>) {
+    rt.spawn(ops::sample(app.clone(), stop.clone()));
+    {
+        let app = app.clone();
+        let stop = stop.clone();
+        rt.spawn(async move { app.ingest_refusals.log_summaries(stop).await });
+    }
+    {
+        let app = app.clone();
+        let stop = stop.clone();
+        rt.spawn(async move { tokens::watch(&app.tokens, stop).await });
+    }
+    if app.guard.shield().is_some() {
+        rt.spawn(guard::tasks::rebuild_filter(
+            app.store.clone(),
+            app.guard.clone(),
+            app.settings.shield.filter_rebuild_s.duration(),
+            stop.clone(),
+        ));
+        rt.spawn(guard::tasks::watch_attacks(app.guard.clone(), stop.clone()));
+    }
+    if matches!(app.settings.store.store, StoreKind::Postgres(_)) {
+        rt.spawn(coherence::feed::poll_changes(
+            app.store.clone(),
+            app.coherence.clone(),
+            app.guard.clone(),
+            app.settings.store.change_poll_ms.duration(),
+            stop.clone(),
+        ));
+    }
+}
+
+/// The demo's numbers to try, then the line tests and scripts wait for (last, so that whoever
+/// waits for it has everything printed before it). The statuses printed are the stored ones
+/// (`demo::prepare` read them back), so a restart on an existing store tells the truth.
+fn print_ready(
+    settings: &Settings,
+    demo: Option<&demo::Prepared>,
+    public: SocketAddr,
+    ingest: SocketAddr,
+) {
+    let mut out = std::io::stdout().lock();
+    if let Some(demo) = demo {
+        let _ = match demo.written {
+            Some(events) => writeln!(
+                out,
+                "demo data: {} parcels, {events} events written. Numbers to try:",
+                settings.run.demo_parcels
+            ),
+            None => writeln!(
+                out,
+                "demo data: the store already holds data, left as it is. Numbers to try, as stored now:"
+            ),
+        };
+        if demo.samples.is_empty() {
+            let _ = writeln!(out, "  (none: this store holds none of the demo's numbers)");
+        }
+        for sample in &demo.samples {
+            let tn = sample.tracking_number;
+            let kind = if sample.international {
+                "international"
+            } else {
+                "domestic"
+            };
+            let _ = writeln!(
+                out,
+                "  {tn}  {:<22} {kind:<13} http://{public}/track/{tn}   curl http://{public}/v1/parcels/{tn}",
+                sample.status.as_str()
+            );
+        }
+    }
+    let _ = writeln!(out, "rempart listening public={public} ingest={ingest}");
+    let _ = out.flush();
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the node");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
