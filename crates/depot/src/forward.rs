@@ -25,7 +25,7 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::sync::{Mutex, Notify};
 
-use crate::spool::Spool;
+use crate::spool::{Record, Spool};
 
 /// First retry delay.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -186,20 +186,7 @@ pub async fn run(
             continue;
         }
         // Every batch goes out at once; answers are taken in order.
-        let mut sent = Vec::new();
-        for records in pending.chunks(batch) {
-            let mut body = Vec::new();
-            for r in records {
-                body.extend_from_slice(&r.payload);
-                body.push(b'\n');
-            }
-            let body = Bytes::from(body);
-            let target = target.clone();
-            let request = body.clone();
-            let answer = tokio::spawn(async move { post(&target, request).await });
-            sent.push((records, body, answer));
-        }
-        let mut sent = sent.into_iter();
+        let mut sent = send_all(&target, &pending, batch).into_iter();
         for (records, body, answer) in sent.by_ref() {
             let outcome = answer
                 .await
@@ -218,16 +205,7 @@ pub async fn run(
                 }
                 Outcome::Rejected(reason) => {
                     tracing::error!(events = records.len(), %reason, "the server refused a batch; parked in rejected.ndjson");
-                    let mut file = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&rejected_path)
-                        .map_err(|e| format!("{}: {e}", rejected_path.display()))?;
-                    let note = serde_json::json!({ "rejected": reason.trim() }).to_string();
-                    file.write_all(format!("{note}\n").as_bytes())
-                        .and_then(|_| file.write_all(&body))
-                        .and_then(|_| file.sync_all())
-                        .map_err(|e| format!("{}: {e}", rejected_path.display()))?;
+                    park_rejected(&rejected_path, &reason, &body)?;
                     spool.lock().await.ack(last).map_err(|e| e.to_string())?;
                     stats.rejected.fetch_add(records.len() as u64, Relaxed);
                     attempt = 0;
@@ -255,6 +233,42 @@ pub async fn run(
             answer.abort();
         }
     }
+}
+
+/// A batch on its way: its records, its body, and the task waiting for the answer.
+type InFlight<'r> = (&'r [Record], Bytes, tokio::task::JoinHandle<Outcome>);
+
+/// Sends `pending` as batches of `batch` events, all at once.
+fn send_all<'r>(target: &Arc<Target>, pending: &'r [Record], batch: usize) -> Vec<InFlight<'r>> {
+    pending
+        .chunks(batch)
+        .map(|records| {
+            let mut body = Vec::new();
+            for r in records {
+                body.extend_from_slice(&r.payload);
+                body.push(b'\n');
+            }
+            let body = Bytes::from(body);
+            let target = target.clone();
+            let request = body.clone();
+            let answer = tokio::spawn(async move { post(&target, request).await });
+            (records, body, answer)
+        })
+        .collect()
+}
+
+/// Appends a refused batch, after a line saying why, to the rejected file, durably.
+fn park_rejected(path: &std::path::Path, reason: &str, body: &[u8]) -> Result<(), String> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let note = serde_json::json!({ "rejected": reason.trim() }).to_string();
+    file.write_all(format!("{note}\n").as_bytes())
+        .and_then(|_| file.write_all(body))
+        .and_then(|_| file.sync_all())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

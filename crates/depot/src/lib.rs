@@ -190,56 +190,28 @@ fn read_input(
     follow: bool,
     rt: tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
-    let reader: Box<dyn BufRead> = if source == "-" {
+    let mut reader: Box<dyn BufRead> = if source == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         Box::new(std::io::BufReader::new(
             std::fs::File::open(&source).with_context(|| format!("cannot open {source}"))?,
         ))
     };
-    let mut reader = reader;
     let mut number = 0usize;
     let mut header_seen = format == Format::Ndjson;
-    let mut chunk: Vec<Vec<u8>> = Vec::new();
-    let mut chunk_lines: Vec<usize> = Vec::new();
+    let mut chunk = Chunk::default();
     let mut out = std::io::stdout();
-    let flush = |chunk: &mut Vec<Vec<u8>>,
-                 lines: &mut Vec<usize>,
-                 out: &mut std::io::Stdout|
-     -> anyhow::Result<()> {
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        rt.block_on(depot.spool(chunk))
-            .map_err(|e| anyhow::anyhow!("spool: {e}"))?;
-        for n in lines.iter() {
-            writeln!(out, "ok {n}")?;
-        }
-        out.flush()?;
-        chunk.clear();
-        lines.clear();
-        Ok(())
-    };
     let mut line = Vec::new();
     loop {
-        line.clear();
-        let read = std::io::Read::take(&mut reader, entry::MAX_LINE_BYTES as u64 + 2)
-            .read_until(b'\n', &mut line)?;
-        if read == 0 {
-            flush(&mut chunk, &mut chunk_lines, &mut out)?;
+        let Some(too_long) = read_line(&mut reader, &mut line)? else {
+            chunk.spool(&depot, &rt, &mut out)?;
             if !follow {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(200));
             continue;
-        }
+        };
         number += 1;
-        let too_long = !line.ends_with(b"\n") && line.len() > entry::MAX_LINE_BYTES;
-        if too_long {
-            // Skip the rest of an over-long line.
-            let mut rest = Vec::new();
-            reader.read_until(b'\n', &mut rest)?;
-        }
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         if text.iter().all(u8::is_ascii_whitespace) && !too_long {
@@ -265,10 +237,10 @@ fn read_input(
         };
         match parsed {
             Ok((_, spooled)) => {
-                chunk.push(spooled);
-                chunk_lines.push(number);
-                if chunk.len() == INPUT_CHUNK {
-                    flush(&mut chunk, &mut chunk_lines, &mut out)?;
+                chunk.events.push(spooled);
+                chunk.lines.push(number);
+                if chunk.events.len() == INPUT_CHUNK {
+                    chunk.spool(&depot, &rt, &mut out)?;
                 }
             }
             Err(e) => {
@@ -276,6 +248,76 @@ fn read_input(
                 tracing::warn!(line = number, error = %e, "scan refused at entry");
             }
         }
+    }
+}
+
+/// Reads the next line into `line`, at most `entry::MAX_LINE_BYTES` of it (the rest of a longer
+/// line is skipped): `None` at the end of the input, else whether the line was too long.
+fn read_line(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    line.clear();
+    let read = std::io::Read::take(&mut *reader, entry::MAX_LINE_BYTES as u64 + 2)
+        .read_until(b'\n', line)?;
+    if read == 0 {
+        return Ok(None);
+    }
+    let too_long = !line.ends_with(b"\n") && line.len() > entry::MAX_LINE_BYTES;
+    if too_long {
+        let mut rest = Vec::new();
+        reader.read_until(b'\n', &mut rest)?;
+    }
+    Ok(Some(too_long))
+}
+
+/// Entries read but not spooled yet, with their line numbers.
+#[derive(Default)]
+struct Chunk {
+    events: Vec<Vec<u8>>,
+    lines: Vec<usize>,
+}
+
+impl Chunk {
+    /// Spools the chunk durably, then says `ok N` for each of its lines: only then is a scan
+    /// acknowledged to whoever feeds the depot.
+    fn spool(
+        &mut self,
+        depot: &Depot,
+        rt: &tokio::runtime::Handle,
+        out: &mut std::io::Stdout,
+    ) -> anyhow::Result<()> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        rt.block_on(depot.spool(&self.events))
+            .map_err(|e| anyhow::anyhow!("spool: {e}"))?;
+        for n in &self.lines {
+            writeln!(out, "ok {n}")?;
+        }
+        out.flush()?;
+        self.events.clear();
+        self.lines.clear();
+        Ok(())
+    }
+}
+
+/// The ingest API to forward to, from `--ingest` and `--token`.
+fn target(args: &DepotArgs) -> anyhow::Result<forward::Target> {
+    let ingest = args
+        .ingest
+        .clone()
+        .context("--ingest URL is required (the central ingest API)")?;
+    let token = args
+        .token
+        .clone()
+        .context("--token (or REMPART_INGEST_TOKEN) is required")?;
+    forward::Target::parse(&ingest, token).map_err(anyhow::Error::msg)
+}
+
+/// Logs the backlog every `REPORT_EVERY`.
+async fn report_backlog(depot: Arc<Depot>) {
+    loop {
+        tokio::time::sleep(REPORT_EVERY).await;
+        let s = depot.status().await;
+        tracing::info!(backlog = %s["backlog_events"], oldest_seconds = %s["oldest_seconds"], forwarded = %s["forwarded"], "depot backlog");
     }
 }
 
@@ -302,15 +344,7 @@ pub fn run(args: DepotArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.listen {
         http::check_loopback(addr).map_err(anyhow::Error::msg)?;
     }
-    let ingest = args
-        .ingest
-        .clone()
-        .context("--ingest URL is required (the central ingest API)")?;
-    let token = args
-        .token
-        .clone()
-        .context("--token (or REMPART_INGEST_TOKEN) is required")?;
-    let target = forward::Target::parse(&ingest, token).map_err(anyhow::Error::msg)?;
+    let target = target(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -340,16 +374,7 @@ pub fn run(args: DepotArgs) -> anyhow::Result<()> {
         args.once,
         args.spool.join("rejected.ndjson"),
     ));
-    {
-        let depot = depot.clone();
-        rt.spawn(async move {
-            loop {
-                tokio::time::sleep(REPORT_EVERY).await;
-                let s = depot.status().await;
-                tracing::info!(backlog = %s["backlog_events"], oldest_seconds = %s["oldest_seconds"], forwarded = %s["forwarded"], "depot backlog");
-            }
-        });
-    }
+    rt.spawn(report_backlog(depot.clone()));
     if let Some(source) = args.input.clone() {
         let follow = source != "-" && !args.once;
         let handle = rt.handle().clone();

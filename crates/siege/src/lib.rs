@@ -170,85 +170,13 @@ pub fn run(args: SiegeArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let mut scenario = match &args.scenario {
-        Some(path) => Scenario::parse(
-            &std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?,
-        )?,
-        None if args.targets.is_some() => Scenario {
-            name: "targets".into(),
-            duration_s: 30,
-            measure_from_s: 0,
-            classes: Vec::new(),
-        },
-        None => bail!("give --scenario FILE and/or --targets FILE"),
-    };
-    let targets = match &args.targets {
-        Some(path) => {
-            let list = TargetList::parse(
-                &std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?,
-            )?;
-            let endpoints = list
-                .targets
-                .iter()
-                .map(|t| {
-                    target::resolve(
-                        &format!("target {}", t.id.as_deref().unwrap_or(&t.host)),
-                        t.ip.as_deref().unwrap_or(&t.host),
-                        t.port,
-                    )
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            scenario.classes.push(Class {
-                name: "targets".into(),
-                kind: Kind::Targets,
-                rate: 0,
-                users: 1,
-                think_ms: 0,
-                connections: args.targets_connections.clamp(1, scenario::MAX_CONNECTIONS),
-                sources: 10_000,
-                requests_per_connection: 20,
-                batch: 1,
-                byte_interval_ms: 1_000,
-                pipeline: 1,
-                start_s: 0,
-                burst_every_s: 0,
-                open_loop: false,
-                linger_ms: 2_000,
-                visit_lookups: 0,
-                solve_challenges: true,
-            });
-            Some(Arc::new((list, endpoints)))
-        }
-        None => None,
-    };
-    if let Some(d) = args.duration {
-        if d == 0 || d > scenario::MAX_DURATION_S {
-            bail!("--duration must be 1 to {}", scenario::MAX_DURATION_S);
-        }
-        scenario.duration_s = d;
-        scenario.measure_from_s = scenario.measure_from_s.min(d - 1);
-    }
+    let mut scenario = load_scenario(&args)?;
+    let targets = load_targets(&args, &mut scenario)?;
     if scenario.classes.iter().any(|c| c.kind == Kind::Ingest) && ingest.is_none() {
         bail!("the scenario has an ingest class: give --ingest URL and --token");
     }
     let metrics = args.metrics.as_deref().map(target::parse_url).transpose()?;
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        builder.worker_threads(n.clamp(1, 256));
-    }
-    let rt = builder
-        .thread_name("siege-flood")
-        .on_thread_start(probe::lower_priority)
-        .enable_all()
-        .build()?;
-    let observer_threads = args.observer_threads.clamp(1, 16);
-    let observer = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(observer_threads)
-        .thread_name("siege-observer")
-        .enable_all()
-        .build()?;
+    let (rt, observer, observer_threads) = build_runtimes(&args)?;
     let parcels = rt.block_on(legit_parcels(
         &args,
         ingest.as_ref(),
@@ -286,9 +214,108 @@ pub fn run(args: SiegeArgs) -> anyhow::Result<()> {
     let mut report = rt.block_on(execute(&scenario, plan, &runtimes, metrics, show_progress));
     report.target = args.target.clone();
     drop(observer);
+    write_reports(&args, &report)
+}
+
+/// The scenario file, or an empty one when only a target list is flooded; `--duration`
+/// overrides the file's.
+fn load_scenario(args: &SiegeArgs) -> anyhow::Result<Scenario> {
+    let mut scenario = match &args.scenario {
+        Some(path) => Scenario::parse(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        )?,
+        None if args.targets.is_some() => Scenario {
+            name: "targets".into(),
+            duration_s: 30,
+            measure_from_s: 0,
+            classes: Vec::new(),
+        },
+        None => bail!("give --scenario FILE and/or --targets FILE"),
+    };
+    if let Some(d) = args.duration {
+        if d == 0 || d > scenario::MAX_DURATION_S {
+            bail!("--duration must be 1 to {}", scenario::MAX_DURATION_S);
+        }
+        scenario.duration_s = d;
+        scenario.measure_from_s = scenario.measure_from_s.min(d - 1);
+    }
+    Ok(scenario)
+}
+
+/// The `--targets` list, resolved, with the class that floods it added to `scenario`.
+fn load_targets(
+    args: &SiegeArgs,
+    scenario: &mut Scenario,
+) -> anyhow::Result<Option<Arc<run::Targets>>> {
+    let Some(path) = &args.targets else {
+        return Ok(None);
+    };
+    let list = TargetList::parse(
+        &std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+    )?;
+    let endpoints = list
+        .targets
+        .iter()
+        .map(|t| {
+            target::resolve(
+                &format!("target {}", t.id.as_deref().unwrap_or(&t.host)),
+                t.ip.as_deref().unwrap_or(&t.host),
+                t.port,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    scenario.classes.push(Class {
+        name: "targets".into(),
+        kind: Kind::Targets,
+        rate: 0,
+        users: 1,
+        think_ms: 0,
+        connections: args.targets_connections.clamp(1, scenario::MAX_CONNECTIONS),
+        sources: 10_000,
+        requests_per_connection: 20,
+        batch: 1,
+        byte_interval_ms: 1_000,
+        pipeline: 1,
+        start_s: 0,
+        burst_every_s: 0,
+        open_loop: false,
+        linger_ms: 2_000,
+        visit_lookups: 0,
+        solve_challenges: true,
+    });
+    Ok(Some(Arc::new((list, endpoints))))
+}
+
+/// The floods' runtime (lowered priority) and the observers' (measuring legitimate users), and
+/// the observers' thread count.
+fn build_runtimes(
+    args: &SiegeArgs,
+) -> anyhow::Result<(tokio::runtime::Runtime, tokio::runtime::Runtime, usize)> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        builder.worker_threads(n.clamp(1, 256));
+    }
+    let floods = builder
+        .thread_name("siege-flood")
+        .on_thread_start(probe::lower_priority)
+        .enable_all()
+        .build()?;
+    let observer_threads = args.observer_threads.clamp(1, 16);
+    let observer = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(observer_threads)
+        .thread_name("siege-observer")
+        .enable_all()
+        .build()?;
+    Ok((floods, observer, observer_threads))
+}
+
+/// The table on stdout, and the JSON and HTML reports where asked.
+fn write_reports(args: &SiegeArgs, report: &report::Report) -> anyhow::Result<()> {
     print!("{}", report.table());
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+        std::fs::write(path, serde_json::to_vec_pretty(report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &args.html {
@@ -357,6 +384,31 @@ fn progress(
     (bar, ticker)
 }
 
+/// Each class on its runtime: legitimate users and the depot on the observers' (they measure),
+/// floods on the floods' runtime.
+fn spawn_classes(
+    scenario: &Scenario,
+    plan: &Arc<run::Plan>,
+    runtimes: &Runtimes<'_>,
+) -> Vec<tokio::task::JoinHandle<stats::ClassStats>> {
+    let mut first_user = 0;
+    scenario
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let task = run::class(plan.clone(), i, c.clone(), first_user);
+            if c.kind == Kind::Legit {
+                first_user += c.users;
+            }
+            match c.kind {
+                Kind::Legit | Kind::Ingest => runtimes.observer.spawn(task),
+                _ => runtimes.floods.spawn(task),
+            }
+        })
+        .collect()
+}
+
 /// Runs every class (legitimate users and depots on the observer runtime, floods on this one),
 /// the probes and the node watcher, for the scenario's duration; then waits for requests in
 /// flight and builds the report.
@@ -376,22 +428,7 @@ async fn execute(
         let watch = node::watch(endpoint, plan.started, probes_stop.clone(), baseline);
         runtimes.observer.spawn(watch)
     });
-    let mut first_user = 0;
-    let handles: Vec<_> = scenario
-        .classes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let task = run::class(plan.clone(), i, c.clone(), first_user);
-            if c.kind == Kind::Legit {
-                first_user += c.users;
-            }
-            match c.kind {
-                Kind::Legit | Kind::Ingest => runtimes.observer.spawn(task),
-                _ => runtimes.floods.spawn(task),
-            }
-        })
-        .collect();
+    let handles = spawn_classes(scenario, &plan, runtimes);
     tokio::time::sleep(plan.duration).await;
     plan.stop.store(true, Relaxed);
     let mut classes = Vec::new();

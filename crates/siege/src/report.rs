@@ -217,6 +217,11 @@ impl ClassReport {
     }
 }
 
+/// Line colours of the HTML report's charts, one per class.
+const COLORS: [&str; 8] = [
+    "#2e7d32", "#c62828", "#1565c0", "#f9a825", "#6a1b9a", "#00838f", "#ef6c00", "#5d4037",
+];
+
 impl Report {
     pub fn table(&self) -> String {
         let mut out = String::new();
@@ -340,56 +345,9 @@ impl Report {
     }
 
     pub fn html(&self) -> String {
-        const COLORS: [&str; 8] = [
-            "#2e7d32", "#c62828", "#1565c0", "#f9a825", "#6a1b9a", "#00838f", "#ef6c00", "#5d4037",
-        ];
         let json = serde_json::to_string(self)
             .unwrap_or_default()
             .replace("</", "<\\/");
-        let chart = |title: &str, value: &dyn Fn(&Point) -> f64, unit: &str| -> String {
-            let max = self
-                .classes
-                .iter()
-                .flat_map(|c| c.timeline.iter().map(value))
-                .fold(0.0f64, f64::max)
-                .max(if unit == "%" { 100.0 } else { 1.0 });
-            let width = 800.0;
-            let height = 220.0;
-            let n = self.duration_s.max(1) as f64;
-            let mut svg = format!(
-                "<h2>{}</h2><svg viewBox=\"0 0 {width} {h}\" width=\"100%\" role=\"img\" aria-label=\"{}\"><rect width=\"{width}\" height=\"{h}\" fill=\"#fff\" stroke=\"#ccc\"/>",
-                escape(title),
-                escape(title),
-                h = height + 20.0
-            );
-            let _ = write!(
-                svg,
-                "<text x=\"4\" y=\"14\" font-size=\"12\">{max:.1}{unit}</text><text x=\"4\" y=\"{}\" font-size=\"12\">0</text>",
-                height
-            );
-            for (i, c) in self.classes.iter().enumerate() {
-                let points: Vec<String> = c
-                    .timeline
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "{:.1},{:.1}",
-                            p.t as f64 * width / n,
-                            height - value(p) / max * (height - 20.0)
-                        )
-                    })
-                    .collect();
-                let _ = write!(
-                    svg,
-                    "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"><title>{}</title></polyline>",
-                    COLORS[i % COLORS.len()],
-                    points.join(" "),
-                    escape(&c.name)
-                );
-            }
-            svg.push_str("</svg>");
-            svg
-        };
         let mut legend = String::new();
         for (i, c) in self.classes.iter().enumerate() {
             let _ = write!(
@@ -399,6 +357,34 @@ impl Report {
                 escape(&c.name)
             );
         }
+        format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>rempart siege: {name}</title>\
+<style>body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}table{{border-collapse:collapse}}td,th{{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}}td:first-child,th:first-child{{text-align:left}}h2{{font-size:1rem}}</style></head>\
+<body><h1>rempart siege: {name}</h1><p>Target {target}, {duration} s.</p>\
+<table><tr><th>class</th><th>kind</th><th>sent</th><th>success</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>timeouts</th><th>conn errors</th><th>statuses</th></tr>{rows}</table>\
+<ul>{summary}</ul><p>{legend}</p>{success}{p99}{sent}\
+<script type=\"application/json\" id=\"report\">{json}</script></body></html>\n",
+            rows = self.html_rows(),
+            summary = self
+                .summary()
+                .iter()
+                .map(|l| format!("<li>{}</li>", escape(l)))
+                .collect::<String>(),
+            name = escape(&self.scenario),
+            target = escape(&self.target),
+            duration = self.duration_s,
+            success = self.chart(
+                "Success ratio per second",
+                &|p| p.success_ratio * 100.0,
+                "%"
+            ),
+            p99 = self.chart("p99 latency per second (ms)", &|p| p.p99_ms, " ms"),
+            sent = self.chart("Requests sent per second", &|p| p.sent as f64, "/s"),
+        )
+    }
+
+    /// One table row per class.
+    fn html_rows(&self) -> String {
         let mut rows = String::new();
         for c in &self.classes {
             let statuses: Vec<String> = c
@@ -422,29 +408,53 @@ impl Report {
                 escape(&statuses.join(", "))
             );
         }
-        format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>rempart siege: {name}</title>\
-<style>body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}table{{border-collapse:collapse}}td,th{{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}}td:first-child,th:first-child{{text-align:left}}h2{{font-size:1rem}}</style></head>\
-<body><h1>rempart siege: {name}</h1><p>Target {target}, {duration} s.</p>\
-<table><tr><th>class</th><th>kind</th><th>sent</th><th>success</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>timeouts</th><th>conn errors</th><th>statuses</th></tr>{rows}</table>\
-<ul>{summary}</ul><p>{legend}</p>{success}{p99}{sent}\
-<script type=\"application/json\" id=\"report\">{json}</script></body></html>\n",
-            summary = self
-                .summary()
+        rows
+    }
+
+    /// An SVG line chart of `value` per second, one line per class.
+    fn chart(&self, title: &str, value: &dyn Fn(&Point) -> f64, unit: &str) -> String {
+        let max = self
+            .classes
+            .iter()
+            .flat_map(|c| c.timeline.iter().map(value))
+            .fold(0.0f64, f64::max)
+            .max(if unit == "%" { 100.0 } else { 1.0 });
+        let width = 800.0;
+        let height = 220.0;
+        let n = self.duration_s.max(1) as f64;
+        let mut svg = format!(
+            "<h2>{}</h2><svg viewBox=\"0 0 {width} {h}\" width=\"100%\" role=\"img\" aria-label=\"{}\"><rect width=\"{width}\" height=\"{h}\" fill=\"#fff\" stroke=\"#ccc\"/>",
+            escape(title),
+            escape(title),
+            h = height + 20.0
+        );
+        let _ = write!(
+            svg,
+            "<text x=\"4\" y=\"14\" font-size=\"12\">{max:.1}{unit}</text><text x=\"4\" y=\"{}\" font-size=\"12\">0</text>",
+            height
+        );
+        for (i, c) in self.classes.iter().enumerate() {
+            let points: Vec<String> = c
+                .timeline
                 .iter()
-                .map(|l| format!("<li>{}</li>", escape(l)))
-                .collect::<String>(),
-            name = escape(&self.scenario),
-            target = escape(&self.target),
-            duration = self.duration_s,
-            success = chart(
-                "Success ratio per second",
-                &|p| p.success_ratio * 100.0,
-                "%"
-            ),
-            p99 = chart("p99 latency per second (ms)", &|p| p.p99_ms, " ms"),
-            sent = chart("Requests sent per second", &|p| p.sent as f64, "/s"),
-        )
+                .map(|p| {
+                    format!(
+                        "{:.1},{:.1}",
+                        p.t as f64 * width / n,
+                        height - value(p) / max * (height - 20.0)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"><title>{}</title></polyline>",
+                COLORS[i % COLORS.len()],
+                points.join(" "),
+                escape(&c.name)
+            );
+        }
+        svg.push_str("</svg>");
+        svg
     }
 }
 

@@ -20,12 +20,15 @@ use crate::target::Endpoint;
 /// Most concurrent ingest requests of an ingest class.
 pub const INGEST_CONCURRENCY: usize = 8;
 
+/// A `--targets` list and the address of each of its entries.
+pub type Targets = (TargetList, Vec<Endpoint>);
+
 /// Everything a class's tasks share.
 pub struct Plan {
     pub public: Endpoint,
     pub ingest: Option<(Endpoint, String)>,
     pub parcels: Arc<Vec<TrackingNumber>>,
-    pub targets: Option<Arc<(TargetList, Vec<Endpoint>)>>,
+    pub targets: Option<Arc<Targets>>,
     pub started: Instant,
     pub duration: Duration,
     pub stop: Arc<AtomicBool>,
