@@ -96,8 +96,12 @@ pub struct Setup<'a> {
     /// When the listener accepted it.
     pub accepted: Instant,
     pub limits: ListenerLimits,
-    /// Its seat under the listener's cap, settled at its first complete head.
+    /// Its seat under the listener's cap, settled at its first answer below 400 if `settles`.
     pub seat: Option<&'a Seat>,
+    /// Whether being served settles the seat. The public side says no on the open runtime:
+    /// a connection there has not proved itself, whatever it was served (a flood of real
+    /// numbers is served 200s), so it stays evictable; it settles once proven.
+    pub settles: bool,
 }
 
 /// Serves one public connection until the client closes, a limit is hit, the service hands it
@@ -161,6 +165,7 @@ struct Connection<'c, S> {
     buf: &'c mut BytesMut,
     limits: ListenerLimits,
     seat: Option<&'c Seat>,
+    settles: bool,
     out: Vec<u8>,
     served: u64,
     /// When the request being read began (the accept, for the first one), once known: the
@@ -182,6 +187,7 @@ impl<'c, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, S> {
             buf,
             limits: setup.limits,
             seat: setup.seat,
+            settles: setup.settles,
             out: Vec::with_capacity(READ_CHUNK),
             served: 0,
             request_started: setup.accepted,
@@ -218,9 +224,6 @@ impl<'c, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, S> {
                 }
                 Err(refusal) => return Err(self.refuse(service, refusal).await),
                 Ok(Some((request, framing))) => {
-                    if let Some(seat) = self.seat {
-                        seat.settle();
-                    }
                     if self.buf.len() < framing.request_len() {
                         self.await_body(framing);
                         break;
@@ -234,6 +237,15 @@ impl<'c, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, S> {
                 Step::Done(response) => response,
                 Step::Pending(pending) => service.finish(pending).await,
             };
+            // A connection settles (is never evicted) once it was *served*, not merely once it
+            // sent a head: a flood of unknown numbers completes heads too, and its connections
+            // would then fill the cap for good and keep customers out.
+            if let Some(seat) = self
+                .seat
+                .filter(|_| self.settles && response.status().as_u16() < 400)
+            {
+                seat.settle();
+            }
             let next = service.answered(response.status());
             let close = !framing.keep_alive || self.stopping || next == Next::Close;
             response.encode(&mut self.out, framing.head_only, close);
@@ -433,6 +445,12 @@ mod tests {
             );
             if req.path.starts_with("/wait") {
                 Step::Pending(text)
+            } else if req.path.starts_with("/missing") {
+                Step::Done(Response::new(
+                    StatusCode::NOT_FOUND,
+                    crate::content::TEXT,
+                    text,
+                ))
             } else {
                 Step::Done(Response::new(StatusCode::OK, crate::content::TEXT, text))
             }
@@ -468,6 +486,7 @@ mod tests {
             accepted: Instant::now(),
             limits,
             seat: None,
+            settles: true,
         }
     }
 
@@ -886,6 +905,75 @@ mod tests {
         );
     }
 
+    /// A connection that was only refused stays evictable; once served, it is not.
+    #[tokio::test]
+    async fn a_connection_settles_when_served_not_when_refused() {
+        let seats = crate::listener::Seats::new(4, 4);
+        let seat = seats.take().unwrap();
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let echo = Echo::default();
+        let mut buf = BytesMut::new();
+        let setup = Setup {
+            accepted: Instant::now(),
+            limits: limits(),
+            seat: Some(&seat),
+            settles: true,
+        };
+        let conn = serve_connection(&mut server, &mut buf, setup, stop_rx, &echo);
+        let client_side = async {
+            client
+                .write_all(b"GET /missing HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = [0u8; 12];
+            client.read_exact(&mut answer).await.unwrap();
+            let refused_then = seat.is_settled();
+            client
+                .write_all(b"GET /a HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut rest = Vec::new();
+            let _ = client.read_to_end(&mut rest).await;
+            (answer, refused_then)
+        };
+        let (_, (answer, refused_then)) = tokio::join!(conn, client_side);
+        assert_eq!(&answer, b"HTTP/1.1 404");
+        assert!(!refused_then, "a 404 does not settle the connection");
+        assert!(seat.is_settled(), "a 200 does");
+    }
+
+    /// Where serving does not settle (the public open runtime), even a 200 leaves the
+    /// connection evictable.
+    #[tokio::test]
+    async fn a_connection_that_may_not_settle_stays_evictable() {
+        let seats = crate::listener::Seats::new(4, 4);
+        let seat = seats.take().unwrap();
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let echo = Echo::default();
+        let mut buf = BytesMut::new();
+        let setup = Setup {
+            accepted: Instant::now(),
+            limits: limits(),
+            seat: Some(&seat),
+            settles: false,
+        };
+        let conn = serve_connection(&mut server, &mut buf, setup, stop_rx, &echo);
+        let client_side = async {
+            client
+                .write_all(b"GET /a HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut reply = Vec::new();
+            let _ = client.read_to_end(&mut reply).await;
+            reply
+        };
+        let (_, reply) = tokio::join!(conn, client_side);
+        assert!(reply.starts_with(b"HTTP/1.1 200"));
+        assert!(!seat.is_settled());
+    }
+
     /// A connection that has not completed a head is closed when a newcomer takes its seat; one
     /// that has is not.
     #[tokio::test]
@@ -903,6 +991,7 @@ mod tests {
             accepted: Instant::now(),
             limits,
             seat: Some(&seat),
+            settles: true,
         };
         let conn = serve_connection(&mut server, &mut buf, setup, stop_rx, &echo);
         let newcomer = async {

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 pub use seats::{Seat, Seats};
 
 use crate::app::App;
-use crate::guard::Reason;
+use crate::guard::{Reason, Trust};
 use crate::metrics::Listener;
 
 /// Largest request head buffer per connection.
@@ -35,6 +35,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 /// open runtime, which a flood starves on purpose, and that must not stall the accept loop of
 /// proven clients; a refused public newcomer just reconnects.
 const INGEST_EVICTED_WAIT: Duration = Duration::from_secs(1);
+/// Beyond the public cap, a reserve of `cap / KNOWN_RESERVE_DIVISOR` seats only sources the
+/// shield knows (a clean history at a person's pace) may take: a flood whose connections hold
+/// every seat, served and waiting on the starved open runtime, cannot keep known customers out.
+const KNOWN_RESERVE_DIVISOR: usize = 4;
 /// Extra time the drain waits beyond the grace period for connections to notice shutdown.
 const DRAIN_SLACK: Duration = Duration::from_millis(500);
 
@@ -91,7 +95,12 @@ pub async fn serve<C, F>(
         + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    let seats = Arc::new(Seats::new(limits.max_connections, limits.max_unsettled));
+    let reserve = match which {
+        Listener::Public => limits.max_connections / KNOWN_RESERVE_DIVISOR,
+        Listener::Ingest => 0,
+    };
+    let seats =
+        Arc::new(Seats::new(limits.max_connections, limits.max_unsettled).with_reserve(reserve));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -121,7 +130,11 @@ pub async fn serve<C, F>(
         };
         let seat = match which {
             Listener::Ingest => seats.take_within(INGEST_EVICTED_WAIT).await,
-            Listener::Public => seats.take(),
+            Listener::Public => seats.take().or_else(|| {
+                (app.guard.trust_of(peer.ip()) == Trust::Known)
+                    .then(|| seats.take_reserved())
+                    .flatten()
+            }),
         };
         let Some(seat) = seat else {
             refused(&app, which, peer, Reason::ConnCap);

@@ -1,7 +1,7 @@
 //! A listener's connection cap, with room kept for the clients that matter.
 //!
 //! Every connection holds a [`Seat`]. A seat is *unsettled* until its connection proves itself
-//! (public side: it completed a request head; ingest: it authenticated), then *settled*. When
+//! (public side: it was served an answer below 400; ingest: it authenticated), then *settled*. When
 //! the cap is reached, or unsettled seats reach their share of it, a newcomer takes the seat of
 //! the oldest unsettled connection, which is told to close: a slowloris holding thousands of
 //! connections that never finish a head, or idle unauthenticated connections on the ingest
@@ -76,6 +76,10 @@ impl Drop for Seat {
 /// The seats of one listener.
 pub struct Seats {
     slots: Arc<Semaphore>,
+    /// Extra seats only [`Seats::take_reserved`] hands out (public side: sources the shield
+    /// knows), so a cap full of a flood's connections does not keep known customers out.
+    reserve: Arc<Semaphore>,
+    reserved: usize,
     max: usize,
     /// Most seats unsettled connections may hold at once.
     max_unsettled: usize,
@@ -92,6 +96,8 @@ impl Seats {
         assert!(max > 0 && max_unsettled > 0 && max_unsettled <= max);
         Seats {
             slots: Arc::new(Semaphore::new(max)),
+            reserve: Arc::new(Semaphore::new(0)),
+            reserved: 0,
             max,
             max_unsettled,
             unsettled: Arc::new(AtomicUsize::new(0)),
@@ -100,6 +106,19 @@ impl Seats {
             evicted_open: Arc::new(AtomicUsize::new(0)),
             evicted_closed: Arc::new(Notify::new()),
         }
+    }
+
+    /// Keeps `extra` seats beyond the cap for [`Seats::take_reserved`].
+    pub fn with_reserve(mut self, extra: usize) -> Seats {
+        self.reserve.add_permits(extra);
+        self.reserved += extra;
+        self
+    }
+
+    /// A seat for a client that matters when [`Seats::take`] found none: one of the reserve.
+    pub fn take_reserved(&self) -> Option<Arc<Seat>> {
+        let permit = self.reserve.clone().try_acquire_owned().ok()?;
+        Some(self.seat(permit))
     }
 
     /// [`Seats::take`], but when it fails only because evicted connections have not closed
@@ -136,6 +155,11 @@ impl Seats {
                 Err(_) => self.evict_oldest()?,
             }
         };
+        Some(self.seat(permit))
+    }
+
+    /// A seat holding `permit`, queued for eviction until it settles.
+    fn seat(&self, permit: OwnedSemaphorePermit) -> Arc<Seat> {
         self.unsettled.fetch_add(1, Relaxed);
         let seat = Arc::new(Seat {
             permit: Mutex::new(Some(permit)),
@@ -151,7 +175,7 @@ impl Seats {
             pending.retain(|w| w.upgrade().is_some_and(|s| !s.is_settled()));
         }
         pending.push_back(Arc::downgrade(&seat));
-        Some(seat)
+        seat
     }
 
     /// Takes the slot of the oldest unsettled connection and tells it to close; `None` when
@@ -187,7 +211,12 @@ impl Seats {
     /// Every slot back (all connections ended), within `within`.
     pub async fn drained(&self, within: std::time::Duration) {
         let all = u32::try_from(self.max).unwrap_or(u32::MAX);
-        let _ = tokio::time::timeout(within, self.slots.acquire_many(all)).await;
+        let reserved = u32::try_from(self.reserved).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(within, async {
+            let _slots = self.slots.acquire_many(all).await;
+            let _reserve = self.reserve.acquire_many(reserved).await;
+        })
+        .await;
     }
 }
 
@@ -256,6 +285,27 @@ mod tests {
         drop(first);
         assert!(seats.take().is_some(), "closed now: seats again");
         drop(second);
+    }
+
+    #[test]
+    fn the_reserve_opens_only_to_take_reserved() {
+        let seats = Seats::new(2, 2).with_reserve(1);
+        let held: Vec<_> = (0..2).map(|_| seats.take().unwrap()).collect();
+        for seat in &held {
+            seat.settle();
+        }
+        assert!(
+            seats.take().is_none(),
+            "the cap is full of settled connections"
+        );
+        let known = seats.take_reserved().expect("a reserved seat");
+        known.settle();
+        assert!(
+            seats.take_reserved().is_none(),
+            "the reserve is bounded too"
+        );
+        drop(held);
+        assert!(seats.take().is_some());
     }
 
     #[tokio::test]

@@ -83,6 +83,8 @@ impl Conn {
             accepted: self.at,
             limits: self.limits,
             seat: Some(&self.seat),
+            // Without the shield (no open runtime) a served connection settles, as it always did.
+            settles: runtime == Runtime::Priority || app.open.is_none(),
         };
         let shutdown = self.shutdown.clone();
         let (stream, buf, peer) = (&mut self.stream, &mut self.buf, self.peer);
