@@ -69,10 +69,11 @@ fn seed(target: &str, name: &str) -> Vec<u8> {
 /// the parsers evolve (a seed that is refused at the first byte explores nothing).
 #[test]
 fn the_valid_seeds_are_accepted() {
-    let mut slots = [const { std::mem::MaybeUninit::uninit() }; 64];
+    use rempart_server::listener::{MAX_HEAD_BYTES, MAX_HEADERS};
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let head = seed("http_head", "get_lookup");
     assert!(matches!(
-        rempart_server::edge::parse_head(&head, &mut slots, 16 * 1024),
+        rempart_server::edge::parse_head(&head, &mut slots, MAX_HEAD_BYTES),
         Ok(Some(_))
     ));
     let batch = seed("ingest_batch", "two_lines");
