@@ -124,7 +124,10 @@ pub fn csv_fields(line: &str) -> Result<Vec<String>, EntryError> {
             (false, '"') => return Err(EntryError::Invalid("stray quote in a CSV field".into())),
             (false, c) => field.push(c),
         }
-        if fields.len() > CSV_HEADER.len() {
+        // Every comma closes a field and opens another: once as many fields as the header has
+        // are closed, the one still open is one too many (found by the fuzz target
+        // `depot_entry`: with `>`, a seventh field was accepted and silently dropped).
+        if fields.len() >= CSV_HEADER.len() {
             return Err(EntryError::Invalid("too many CSV fields".into()));
         }
     }
@@ -248,6 +251,7 @@ mod tests {
             b"RR123456785FR,PC1,2025-12-22T07:02:11Z,\"open,x",
             b"RR123456785FR,PC1,2025-12-22T07:02:11Z,a\"b,x",
             b"RR123456785FR,PC1,2025-12-22T07:02:11Z,a,b,c,d,e",
+            b"RR123456785FR,PC1,2025-12-22T07:02:11Z,a,b,id:1,extra",
             b"\xc3\x28,PC1,2025-12-22T07:02:11Z,a,b",
             b"RR123456785FR,XX1,2025-12-22T07:02:11Z,a,b",
         ] {

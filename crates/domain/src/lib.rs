@@ -18,4 +18,4 @@ pub use event::{
     is_invisible_format, parse_event_line,
 };
 pub use parcel::{MAX_VIEW_EVENTS, ParcelEvent, ParcelView};
-pub use tracking::{TrackingNumber, TrackingNumberError};
+pub use tracking::{TYPED_MAX_BYTES, TrackingNumber, TrackingNumberError};

@@ -80,7 +80,7 @@ impl TrackingNumber {
     }
 
     /// Parses a number as a person types or pastes it: like [`parse`](Self::parse), and spaces
-    /// and dashes anywhere are ignored (ASCII space, tab, `-`, no-break and thin spaces, the
+    /// and dashes anywhere are ignored (ASCII whitespace, `-`, no-break and thin spaces, the
     /// Unicode hyphens and dashes U+2010–U+2015 and minus U+2212). For pages and the search form;
     /// ingest keeps the strict [`parse`](Self::parse).
     pub fn parse_typed(input: &str) -> Result<Self, TrackingNumberError> {
@@ -104,13 +104,17 @@ impl TrackingNumber {
     }
 
     /// Like [`parse_typed`](Self::parse_typed) over raw bytes (e.g. a percent-decoded URL path
-    /// segment); bytes that are not UTF-8 are a format error.
+    /// segment); bytes that are not UTF-8 are a format error. Text answers exactly as
+    /// [`parse_typed`](Self::parse_typed) does, down to the length it reports in characters (the
+    /// fuzz target `tracking_number` found bytes reported as characters).
     pub fn parse_typed_bytes(input: &[u8]) -> Result<Self, TrackingNumberError> {
-        if input.len() > TYPED_MAX_BYTES {
-            return Err(TrackingNumberError::Length(input.len()));
+        match std::str::from_utf8(input) {
+            Ok(text) => Self::parse_typed(text),
+            Err(_) if input.len() > TYPED_MAX_BYTES => {
+                Err(TrackingNumberError::Length(input.len()))
+            }
+            Err(_) => Err(TrackingNumberError::Format),
         }
-        let text = std::str::from_utf8(input).map_err(|_| TrackingNumberError::Format)?;
-        Self::parse_typed(text)
     }
 
     /// Rebuilds a tracking number from its 13 stored bytes, validating them again.
@@ -155,11 +159,13 @@ impl TrackingNumber {
 }
 
 /// The characters people put between groups of a number, or that copying from a PDF or a
-/// word processor turns spaces and dashes into.
+/// word processor turns spaces and dashes into. Every ASCII whitespace is one, so that what the
+/// strict parser trims (a pasted line break) the typed one ignores too (found by the fuzz
+/// target `tracking_number`).
 fn is_typed_separator(c: char) -> bool {
     matches!(
         c,
-        ' ' | '\t' | '-' | '\u{a0}' | '\u{2009}' | '\u{202f}' | '\u{2010}'
+        ' ' | '\t' | '\n' | '\r' | '\x0c' | '-' | '\u{a0}' | '\u{2009}' | '\u{202f}' | '\u{2010}'
             ..='\u{2015}' | '\u{2212}'
     )
 }
@@ -363,6 +369,15 @@ mod tests {
         );
         // The strict parser keeps refusing them: ingest does not guess.
         assert!(TrackingNumber::parse("6A 1234 5678 905").is_err());
+        // What the strict parser trims, the typed one ignores (fuzz/regressions/tracking_number).
+        for pasted in [
+            "RR123456785FR\n",
+            "\r\nRR123456785FR",
+            "\x0cRR123456785FR\r",
+        ] {
+            assert_eq!(TrackingNumber::parse(pasted), Ok(s10), "{pasted:?}");
+            assert_eq!(TrackingNumber::parse_typed(pasted), Ok(s10), "{pasted:?}");
+        }
     }
 
     #[test]
@@ -392,6 +407,11 @@ mod tests {
             TrackingNumber::parse_typed_bytes(b"6A1234567890\xff"),
             Err(TrackingNumberError::Format)
         );
+        // Too long is told in characters, from text or from bytes alike.
+        let accents = "\u{e9}".repeat(TYPED_MAX_BYTES);
+        let told = Err(TrackingNumberError::Length(TYPED_MAX_BYTES));
+        assert_eq!(TrackingNumber::parse_typed(&accents), told);
+        assert_eq!(TrackingNumber::parse_typed_bytes(accents.as_bytes()), told);
     }
 
     fn valid_s10() -> impl Strategy<Value = TrackingNumber> {

@@ -48,8 +48,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Lower- or upper-case hex digits only: `u8::from_str_radix` alone would also take a sign
+/// (`+f`), giving one pass several spellings (found by the fuzz target `shield_challenge`).
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || text.len() > 128 {
+    if !text.len().is_multiple_of(2)
+        || text.len() > 128
+        || !text.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return None;
     }
     (0..text.len())
@@ -257,6 +262,18 @@ mod tests {
             !c.check_pass(NET, &challenge.seed, 1_001),
             "a seed is not a pass"
         );
+    }
+
+    #[test]
+    fn a_pass_has_one_spelling_but_for_case() {
+        let c = Challenges::new(Some([7; 32]), 0, 60, 3_600);
+        let (pass, _) = c
+            .redeem(NET, &c.issue(NET, 1_000).seed, "1", 1_001)
+            .unwrap();
+        assert!(c.check_pass(NET, &pass.to_ascii_uppercase(), 1_002));
+        // The expiry's leading zero byte, spelled with a sign: the same byte to `from_str_radix`.
+        assert!(pass.starts_with("00"));
+        assert!(!c.check_pass(NET, &pass.replacen("00", "+0", 1), 1_002));
     }
 
     #[test]

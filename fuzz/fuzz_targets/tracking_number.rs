@@ -1,0 +1,4 @@
+//! Fuzz target `tracking_number`: the body and the properties it checks are in `src/lib.rs`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rempart_fuzz::tracking_number(data));
