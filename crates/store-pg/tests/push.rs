@@ -12,7 +12,7 @@ use rempart_store_pg::testing as pg;
 use rempart_store_pg::{PgOptions, PgStore};
 
 /// Checks in `push_contract::run_all`.
-const CHECKS: usize = 8;
+const CHECKS: usize = 9;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_postgres_store_keeps_the_push_contract() {

@@ -4,6 +4,7 @@
 //! with a message naming what broke.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rempart_domain::{Event, EventCode, EventId, Status, Timestamp, TrackingNumber};
@@ -32,6 +33,7 @@ where
     email_alerts_from_request_to_purge(&fresh(BIG).await).await;
     subscriptions_list_limit_and_go(&fresh(BIG).await).await;
     old_deliveries_are_purged(&fresh(BIG).await).await;
+    concurrent_appends_notify_a_chain_of_changes(Arc::new(fresh(BIG).await)).await;
 }
 
 /// An event of parcel `n` with a code, at `minute` after 2025-12-01.
@@ -556,5 +558,48 @@ pub async fn old_deliveries_are_purged<S: EventStore + PushStore>(store: &S) {
         store.replay(recent, LATER).await.expect("replay"),
         1,
         "one left to replay"
+    );
+}
+
+/// Appends of one parcel racing each other (grouped in one commit, or serialized by the
+/// database) still notify a consistent story: ordered by id, each delivery's previous status is
+/// the status the one before announced, and the last one announces the parcel's final state.
+pub async fn concurrent_appends_notify_a_chain_of_changes<S: EventStore + PushStore>(
+    store: Arc<S>,
+) {
+    watching(&*store, &[1]).await;
+    let codes = [EventCode::Et1, EventCode::Md2, EventCode::Pc1];
+    let mut tasks = Vec::new();
+    for k in 0..30i64 {
+        let store = store.clone();
+        let code = codes[(k % 3) as usize];
+        tasks.push(tokio::spawn(async move {
+            append(&*store, vec![scan(&format!("cc:{k}"), 1, code, k)]).await;
+        }));
+    }
+    for task in tasks {
+        task.await.expect("append task");
+    }
+    let mut sent = lease_all(&*store).await;
+    sent.sort_by_key(|d| d.id);
+    assert!(!sent.is_empty());
+    assert_eq!(
+        sent[0].notice.previous, None,
+        "the first change is from nothing"
+    );
+    for pair in sent.windows(2) {
+        assert_eq!(
+            pair[1].notice.previous,
+            Some(pair[0].notice.status),
+            "each change starts where the one before ended"
+        );
+    }
+    let last = sent.last().expect("one at least");
+    // cc:29 is the latest by time; whether or not it made a change itself, the last change
+    // told ends in its status.
+    assert_eq!(
+        last.notice.status,
+        codes[29 % 3].status(),
+        "the final state is told last"
     );
 }
