@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use rempart_server::{ServeArgs, Settings, StoreKind};
-use rempart_store::EventStore;
 
 #[derive(Parser)]
 #[command(
@@ -231,20 +230,35 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // anything is created on disk.
     let opener: rempart_server::StoreOpener = Box::new(|settings: Settings| {
         Box::pin(async move {
-            // The push side is the same store (its outbox is written in the events' commit).
-            // TODO(pushstore): `push: Some(store.clone())` once the backends implement PushStore.
-            let events: Arc<dyn EventStore> = match &settings.store.store {
+            // The push side is the same store: its outbox is written in the events' commit.
+            let capacity = settings.push.push_outbox_capacity.get();
+            Ok(match &settings.store.store {
                 // Creates the data directory as the store's parent; its errors name the path.
-                StoreKind::Embedded => Arc::new(rempart_store::embedded::EmbeddedStore::open(
-                    &settings.events_dir(),
-                    embedded_options(&settings.store),
-                )?),
-                StoreKind::Postgres(url) => Arc::new(
-                    rempart_store_pg::PgStore::connect(url, rempart_store_pg::PgOptions::default())
-                        .await?,
-                ),
-            };
-            Ok(rempart_server::Stores { events, push: None })
+                StoreKind::Embedded => {
+                    let store = Arc::new(rempart_store::embedded::EmbeddedStore::open(
+                        &settings.events_dir(),
+                        rempart_store::embedded::EmbeddedOptions {
+                            outbox_capacity: capacity,
+                            ..embedded_options(&settings.store)
+                        },
+                    )?);
+                    rempart_server::Stores {
+                        events: store.clone(),
+                        push: Some(store),
+                    }
+                }
+                StoreKind::Postgres(url) => {
+                    let options = rempart_store_pg::PgOptions {
+                        outbox_capacity: capacity,
+                        ..rempart_store_pg::PgOptions::default()
+                    };
+                    let store = Arc::new(rempart_store_pg::PgStore::connect(url, options).await?);
+                    rempart_server::Stores {
+                        events: store.clone(),
+                        push: Some(store),
+                    }
+                }
+            })
         })
     });
     rempart_server::run(settings, opener)?;

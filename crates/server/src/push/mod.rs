@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rempart_domain::{Timestamp, TrackingNumber};
+use rempart_push::backoff::Backoff;
 use rempart_push::mail::{MailSettings, Mailbox, Mailer, Site};
 use rempart_push::smtp::{Credentials, SmtpClient};
 use rempart_push::ssrf::{AddressPolicy, Resolve, SystemResolver};
@@ -38,7 +39,7 @@ use crate::settings::Settings;
 /// answered 503 (nothing stored is lost: the customer asks again).
 pub const MAX_CONFIRMATIONS_QUEUED: usize = 1024;
 /// How long a confirmation link stays valid.
-pub const CONFIRMATION_VALID_FOR: Duration = Duration::from_secs(48 * 3600);
+pub const CONFIRMATION_VALID_FOR: Duration = Duration::from_secs(24 * 3600);
 /// How often the outbox's figures are read for /metrics and /ops.
 pub const STATS_EVERY: Duration = Duration::from_secs(1);
 /// How often expired addresses and old deliveries are purged, and how many rows at most each time.
@@ -120,10 +121,17 @@ impl Push {
         })
         .map_err(|e| PushSetupError::Client(e.to_string()))?;
         let mailer = mailer(settings, site, link_key)?;
+        let defaults = DispatchConfig::default();
         let config = DispatchConfig {
             per_endpoint_concurrency: s.push_endpoint_concurrency.get(),
-            lease_for: s.push_timeout_ms.duration() * 4 + Duration::from_secs(30),
-            ..DispatchConfig::default()
+            // Covers a send and the time it may wait in its lane's queue; a node killed
+            // mid-send leaves leases that expire this long after they were taken.
+            lease_for: s.push_timeout_ms.duration() * 2 + Duration::from_secs(10),
+            backoff: Backoff {
+                base: s.push_retry_base_ms.duration(),
+                ..defaults.backoff
+            },
+            ..defaults
         };
         let mut dispatcher = Dispatcher::new(store.clone(), client, keys.clone(), config);
         if let Some(mailer) = &mailer {

@@ -81,6 +81,7 @@ settings! {
         push_outbox_capacity: NonZeroU64 = "1000000", "Undelivered deliveries the outbox holds; beyond, deliveries are counted as overflow and ingest goes on";
         push_endpoint_concurrency: NonZeroUsize = "4", "Deliveries in flight to one webhook endpoint at most";
         push_timeout_ms: Millis = "15000", "Milliseconds one webhook delivery may take in all (resolution, connection, TLS, answer)";
+        push_retry_base_ms: Millis = "10000", "Milliseconds of the first retry's backoff (doubling per failure, full jitter, up to an hour; retried for 24 hours)";
         smtp_relay: SmtpRelay = "", "SMTP relay for e-mail alerts: `smtp://host:port` (plain, local relay), `smtp+starttls://…` or `smtps://…`; empty: no e-mail alerts";
         smtp_user: String = "", "User name at the SMTP relay (empty: no authentication)";
         smtp_password: Hidden = "", "Password at the SMTP relay";
