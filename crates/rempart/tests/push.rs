@@ -195,6 +195,15 @@ fn a_subscribed_parcel_change_arrives_signed_at_the_receiver() {
         server.metric("rempart_push_deliveries_total{channel=\"webhook\",outcome=\"delivered\"}")
             >= 1
     });
+    let ops = request(server.ingest, "GET", "/ops/data", &[], b"").json();
+    assert!(
+        ops["push"]["webhook"]["delivered"].as_u64() >= Some(1),
+        "{ops}"
+    );
+    wait_for("the outbox figures", WITHIN, || {
+        let metrics = request(server.ingest, "GET", "/metrics", &[], b"").text();
+        metrics.contains("rempart_push_outbox_pending 0")
+    });
 }
 
 #[test]

@@ -66,8 +66,20 @@ pub struct Admitted {
     call: Call,
 }
 
-fn bad(code: &str, message: &str) -> Response {
-    Response::error(StatusCode::BAD_REQUEST, code, message)
+fn invalid_body(message: &str) -> Response {
+    Response::error(StatusCode::BAD_REQUEST, "invalid_body", message)
+}
+
+fn invalid_id(message: &str) -> Response {
+    Response::error(StatusCode::BAD_REQUEST, "invalid_id", message)
+}
+
+fn invalid_url(message: &str) -> Response {
+    Response::error(StatusCode::BAD_REQUEST, "invalid_url", message)
+}
+
+fn invalid_number(message: &str) -> Response {
+    Response::error(StatusCode::BAD_REQUEST, "invalid_tracking_number", message)
 }
 
 /// Checks the key and the shield, then parses the call (`rest`: the path after [`PREFIX`]).
@@ -150,13 +162,13 @@ struct ReplayDeadBody {
 
 #[allow(clippy::result_large_err)]
 fn body<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Response> {
-    serde_json::from_slice(bytes).map_err(|e| bad("invalid_body", &format!("{e}")))
+    serde_json::from_slice(bytes).map_err(|e| invalid_body(&format!("{e}")))
 }
 
 #[allow(clippy::result_large_err)]
 fn endpoint_id(text: &str) -> Result<EndpointId, Response> {
     text.parse()
-        .map_err(|e: rempart_store::push::InvalidId| bad("invalid_id", &e.to_string()))
+        .map_err(|e: rempart_store::push::InvalidId| invalid_id(&e.to_string()))
 }
 
 /// The route and the body, parsed. 404 for a path that is no route, 405 for a wrong method.
@@ -169,7 +181,7 @@ pub fn parse(method: &str, rest: &str, bytes: &[u8]) -> Result<Call, Response> {
         ["endpoints"] if get => Ok(Call::ListEndpoints),
         ["endpoints"] if post => {
             let b: NewEndpointBody = body(bytes)?;
-            let url = WebhookUrl::parse(&b.url).map_err(|e| bad("invalid_url", &e.to_string()))?;
+            let url = WebhookUrl::parse(&b.url).map_err(|e| invalid_url(&e.to_string()))?;
             Ok(Call::CreateEndpoint(url, b.url))
         }
         ["endpoints"] => wrong("GET, POST"),
@@ -178,7 +190,7 @@ pub fn parse(method: &str, rest: &str, bytes: &[u8]) -> Result<Call, Response> {
         ["subscriptions"] if get => Ok(Call::ListSubscriptions(None)),
         ["subscriptions"] if post => {
             let (endpoint, numbers) = numbers(body(bytes)?)?;
-            let endpoint = endpoint.ok_or_else(|| bad("invalid_body", "`endpoint` is required"))?;
+            let endpoint = endpoint.ok_or_else(|| invalid_body("`endpoint` is required"))?;
             Ok(Call::Subscribe(endpoint, numbers))
         }
         ["subscriptions"] => wrong("GET, POST"),
@@ -188,14 +200,13 @@ pub fn parse(method: &str, rest: &str, bytes: &[u8]) -> Result<Call, Response> {
         }
         ["subscriptions", "remove"] => wrong("POST"),
         ["subscriptions", "after", tn, id] if get => {
-            let tn = TrackingNumber::parse(tn)
-                .map_err(|e| bad("invalid_tracking_number", &e.to_string()))?;
+            let tn = TrackingNumber::parse(tn).map_err(|e| invalid_number(&e.to_string()))?;
             Ok(Call::ListSubscriptions(Some((tn, endpoint_id(id)?))))
         }
         ["replay"] if post => {
             let b: ReplayBody = body(bytes)?;
             let since = Timestamp::parse_rfc3339(&b.since)
-                .ok_or_else(|| bad("invalid_body", "`since` is an RFC 3339 time"))?;
+                .ok_or_else(|| invalid_body("`since` is an RFC 3339 time"))?;
             let endpoint = b.endpoint.as_deref().map(endpoint_id).transpose()?;
             Ok(Call::Replay(endpoint, since))
         }
@@ -204,7 +215,7 @@ pub fn parse(method: &str, rest: &str, bytes: &[u8]) -> Result<Call, Response> {
         ["dead-letters", "after", id] if get => {
             let id = id
                 .parse()
-                .map_err(|e: rempart_store::push::InvalidId| bad("invalid_id", &e.to_string()))?;
+                .map_err(|e: rempart_store::push::InvalidId| invalid_id(&e.to_string()))?;
             Ok(Call::DeadLetters(Some(id)))
         }
         ["dead-letters", "replay"] if post => {
@@ -225,15 +236,14 @@ pub fn parse(method: &str, rest: &str, bytes: &[u8]) -> Result<Call, Response> {
 #[allow(clippy::result_large_err)]
 fn dead_ids(ids: &[String]) -> Result<Vec<DeliveryId>, Response> {
     if ids.is_empty() || ids.len() > MAX_API_BATCH {
-        return Err(bad(
-            "invalid_body",
-            &format!("`ids` holds 1 to {MAX_API_BATCH} ids"),
-        ));
+        return Err(invalid_body(&format!(
+            "`ids` holds 1 to {MAX_API_BATCH} ids"
+        )));
     }
     ids.iter()
         .map(|id| {
             id.parse()
-                .map_err(|e: rempart_store::push::InvalidId| bad("invalid_id", &e.to_string()))
+                .map_err(|e: rempart_store::push::InvalidId| invalid_id(&e.to_string()))
         })
         .collect()
 }
@@ -243,19 +253,14 @@ fn dead_ids(ids: &[String]) -> Result<Vec<DeliveryId>, Response> {
 #[allow(clippy::result_large_err)]
 fn numbers(b: NumbersBody) -> Result<(Option<EndpointId>, Vec<TrackingNumber>), Response> {
     if b.tracking_numbers.is_empty() || b.tracking_numbers.len() > MAX_API_BATCH {
-        return Err(bad(
-            "invalid_body",
-            &format!("`tracking_numbers` holds 1 to {MAX_API_BATCH} numbers"),
-        ));
+        return Err(invalid_body(&format!(
+            "`tracking_numbers` holds 1 to {MAX_API_BATCH} numbers"
+        )));
     }
     let mut out = Vec::with_capacity(b.tracking_numbers.len());
     for (i, text) in b.tracking_numbers.iter().enumerate() {
-        let tn = TrackingNumber::parse(text).map_err(|e| {
-            bad(
-                "invalid_tracking_number",
-                &format!("tracking_numbers[{i}]: {e}"),
-            )
-        })?;
+        let tn = TrackingNumber::parse(text)
+            .map_err(|e| invalid_number(&format!("tracking_numbers[{i}]: {e}")))?;
         out.push(tn);
     }
     out.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
