@@ -327,6 +327,62 @@ fn webhook_urls_toward_private_addresses_are_refused() {
     let anonymous = request(server.public, "GET", "/v1/webhooks/endpoints", &[], b"");
     assert_eq!(anonymous.status, 401);
     assert_eq!(anonymous.json()["error"], "unauthorized");
+
+    // A revoked key is refused once the running node has reread the keys file.
+    let out = Command::new(binary())
+        .args(["key", "revoke", "shop", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    wait_for("the revoked key refused", WITHIN, || {
+        api(&server, &key, "GET", "endpoints", serde_json::Value::Null).status == 401
+    });
+}
+
+#[test]
+fn under_attack_keyed_clients_pass_and_the_alerts_form_costs_a_challenge() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "shop");
+    let smtp = sink::Sink::start();
+    let relay = format!("smtp://{}", smtp.addr);
+    let server = start(dir.path(), &["--smtp-relay", &relay, "--attack-mode", "on"]);
+    let tn = numbers(1, 60_000_001).remove(0);
+    ingest(&server, "attack", "PC1", std::slice::from_ref(&tn));
+
+    let anonymous = server.get(&format!("/v1/parcels/{tn}"));
+    assert!(
+        matches!(anonymous.status, 403 | 429),
+        "{}",
+        anonymous.text()
+    );
+    let auth = format!("Bearer {key}");
+    for _ in 0..5 {
+        let keyed = request(
+            server.public,
+            "GET",
+            &format!("/v1/parcels/{tn}"),
+            &[("authorization", &auth)],
+            b"",
+        );
+        assert_eq!(keyed.status, 200, "an API key passes: {}", keyed.text());
+    }
+    let listed = api(&server, &key, "GET", "endpoints", serde_json::Value::Null);
+    assert_eq!(listed.status, 200, "{}", listed.text());
+
+    let form = request(
+        server.public,
+        "POST",
+        &format!("/alerts/{tn}"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"email=someone%40example.com",
+    );
+    assert_eq!(form.status, 403, "{}", form.text());
+    assert!(form.text().contains("<html"), "the check page");
+    assert!(
+        smtp.mails().is_empty(),
+        "nothing sent without the challenge"
+    );
 }
 
 /// The link to the confirmation page in a confirmation e-mail: its path.
@@ -397,4 +453,20 @@ fn e_mail_alerts_need_the_confirmation_link_and_never_show_the_address() {
     for path in [format!("/en/track/{tn}"), format!("/v1/parcels/{tn}")] {
         assert!(!server.get(&path).text().contains("jeanne"), "{path}");
     }
+
+    // The unsubscribe link: a button, then the address is gone.
+    let body = alert.body_text();
+    let start = body.find("/en/alerts/stop/").unwrap();
+    let stop = body[start..].split_whitespace().next().unwrap().to_owned();
+    assert_eq!(request(server.public, "GET", &stop, &[], b"").status, 200);
+    let last = if stop.ends_with('A') { "B" } else { "A" };
+    let forged = format!("{}{last}", &stop[..stop.len() - 1]);
+    assert_eq!(
+        request(server.public, "POST", &forged, &[], b"").status,
+        404
+    );
+    let stopped = request(server.public, "POST", &stop, &[], b"");
+    assert_eq!(stopped.status, 200, "{}", stopped.text());
+    let again = request(server.public, "POST", &stop, &[], b"");
+    assert_eq!(again.status, 404, "the address is gone");
 }
