@@ -328,6 +328,21 @@ fn webhook_urls_toward_private_addresses_are_refused() {
     assert_eq!(anonymous.status, 401);
     assert_eq!(anonymous.json()["error"], "unauthorized");
 
+    let listed = Command::new(binary())
+        .args(["key", "list", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        listed.starts_with("shop\t") && listed.trim_end().ends_with("\twebhooks"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&key[4..]),
+        "the key itself is never shown again"
+    );
+
     // A revoked key is refused once the running node has reread the keys file.
     let out = Command::new(binary())
         .args(["key", "revoke", "shop", "--data"])
