@@ -86,6 +86,8 @@ pub struct PgStore {
     options: PgOptions,
     /// Where the pool connects, for error messages.
     target: Target,
+    /// This node's count of undelivered deliveries, for the outbox's capacity (`outbox.rs`).
+    undelivered: outbox::Undelivered,
 }
 
 impl PgStore {
@@ -121,6 +123,7 @@ impl PgStore {
             pool,
             options,
             target,
+            undelivered: outbox::Undelivered::default(),
         };
         {
             let mut client = store.client().await?;
@@ -174,7 +177,7 @@ const INSERT: &str = "INSERT INTO rempart_events \
 async fn insert_batch(
     client: &mut deadpool_postgres::Object,
     events: &[Event],
-    outbox_capacity: u64,
+    outbox: outbox::Outbox<'_>,
 ) -> Result<usize, AppendFailure> {
     let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     let tns: Vec<&str> = events.iter().map(|e| e.tracking_number.as_str()).collect();
@@ -207,7 +210,7 @@ async fn insert_batch(
                 })
             })
             .collect();
-        outbox::write_deliveries(&tx, &accepted, outbox_capacity, push::wall_clock())
+        outbox::write_deliveries(&tx, &accepted, outbox, push::wall_clock())
             .await
             .map_err(before("push outbox"))?;
     }
@@ -231,7 +234,11 @@ impl EventStore for PgStore {
         events.sort_by(|a, b| a.event_id.as_str().cmp(b.event_id.as_str()));
         events.dedup_by(|a, b| a.event_id == b.event_id);
         let mut client = self.client().await?;
-        match insert_batch(&mut client, &events, self.options.outbox_capacity).await {
+        let outbox = outbox::Outbox {
+            capacity: self.options.outbox_capacity,
+            undelivered: &self.undelivered,
+        };
+        match insert_batch(&mut client, &events, outbox).await {
             Ok(accepted) => Ok(AppendOutcome {
                 accepted,
                 duplicates: total - accepted,

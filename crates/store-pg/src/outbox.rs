@@ -7,11 +7,17 @@
 //! - **Concurrent appends of one parcel** are serialized by that query's `FOR UPDATE` on the
 //!   parcel's subscription rows (taken in key order, so no deadlock): the second transaction
 //!   reads the parcel's latest event after the first committed, and compares with that.
-//! - **Capacity** is checked by counting undelivered rows in the transaction; appends committing
-//!   at the same moment may each see room, so the outbox can pass its capacity by at most what
-//!   concurrent appends add (bounded by the pool size × a batch's fan-out).
+//! - **Capacity** is checked against a count of undelivered rows (a count reads every undelivered
+//!   row). While the node's last count, taken less than [`COUNT_EVERY`] ago, plus what it wrote
+//!   since, leaves room, that figure is used; otherwise the rows are counted in the transaction,
+//!   so a delivery is never dropped for a stale figure. Other nodes' writes and appends
+//!   committing at the same moment are not in the figure: the outbox can pass its capacity by
+//!   what the nodes write in one such period. A full outbox costs a count per append that has
+//!   deliveries to write.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use rempart_domain::{Event, Latest, StatusTracker, StoredEvent, Timestamp, TrackingNumber};
 use rempart_store::push::{
@@ -21,11 +27,47 @@ use tokio_postgres::Transaction;
 
 use crate::push::{decode_email, status_name};
 
+/// How long a count of undelivered rows stands for the outbox's size.
+pub(crate) const COUNT_EVERY: Duration = Duration::from_secs(1);
+
+/// A node's last count of undelivered rows, plus what it wrote since.
+#[derive(Default)]
+pub(crate) struct Undelivered(Mutex<Option<(Instant, u64)>>);
+
+impl Undelivered {
+    fn recent(&self) -> Option<u64> {
+        let last = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        last.filter(|(at, _)| at.elapsed() < COUNT_EVERY)
+            .map(|(_, n)| n)
+    }
+
+    fn set(&self, at: Instant, n: u64) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((at, n));
+    }
+
+    fn add(&self, n: u64) {
+        if let Some((_, count)) = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            *count += n;
+        }
+    }
+}
+
+/// Where an append's deliveries are admitted: the outbox capacity and this node's count.
+pub(crate) struct Outbox<'a> {
+    pub(crate) capacity: u64,
+    pub(crate) undelivered: &'a Undelivered,
+}
+
 /// The accepted events (with their `received`) → deliveries, written in `tx`.
 pub(crate) async fn write_deliveries(
     tx: &Transaction<'_>,
     accepted: &[StoredEvent],
-    capacity: u64,
+    outbox: Outbox<'_>,
     now: Timestamp,
 ) -> Result<(), tokio_postgres::Error> {
     let mut numbers: Vec<&str> = accepted
@@ -104,7 +146,7 @@ pub(crate) async fn write_deliveries(
         )
         .await?;
     }
-    admit_and_insert(tx, wanted, capacity, now).await
+    admit_and_insert(tx, wanted, outbox, now).await
 }
 
 /// Seeds the tracker with each watched parcel's latest event before this batch.
@@ -151,20 +193,35 @@ async fn seed(
 async fn admit_and_insert(
     tx: &Transaction<'_>,
     wanted: Vec<NewDelivery>,
-    capacity: u64,
+    outbox: Outbox<'_>,
     now: Timestamp,
 ) -> Result<(), tokio_postgres::Error> {
     if wanted.is_empty() {
         return Ok(());
     }
-    let undelivered: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM rempart_push_deliveries WHERE state <> 'delivered'",
-            &[],
-        )
-        .await?
-        .get(0);
-    let admission = admit(undelivered.max(0) as u64, capacity, wanted.len());
+    let wanted_n = wanted.len() as u64;
+    let undelivered = match outbox.undelivered.recent() {
+        Some(n) if n + wanted_n <= outbox.capacity => n,
+        // No recent count, or one that says full: count now, so that no delivery is dropped
+        // for a stale figure (acks since the last count made room).
+        _ => {
+            let at = Instant::now();
+            let n: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM rempart_push_deliveries WHERE state <> 'delivered'",
+                    &[],
+                )
+                .await?
+                .get(0);
+            let n = n.max(0) as u64;
+            outbox.undelivered.set(at, n);
+            n
+        }
+    };
+    let admission = admit(undelivered, outbox.capacity, wanted.len());
+    // Counted as written before the commit: an append that then fails only makes the count high
+    // until the next count.
+    outbox.undelivered.add(admission.write as u64);
     if admission.overflow > 0 {
         tx.execute(
             "UPDATE rempart_push_counters SET overflowed = overflowed + $1 WHERE id = 1",
