@@ -7,7 +7,9 @@
 //!    outbox is drained and the loop waits for the next tick or a wake-up from ingest;
 //! 2. **route** each to its target's lane (an endpoint, or the SMTP relay), a bounded queue;
 //!    a delivery finding its lane's queue full, or no room for a new lane, is given back to the
-//!    outbox for a little later, unsent and without counting an attempt;
+//!    outbox for a little later, unsent and without counting an attempt; after a full queue,
+//!    nothing more is leased until a lane runs dry, the next tick or a wake-up (else every turn
+//!    of the loop would lease deliveries only to give them back);
 //! 3. **pump**: start sends while the node has fewer than `max_in_flight`, each lane fewer than
 //!    `per_endpoint_concurrency`, and the lane's circuit breaker permits; an open breaker's queued
 //!    deliveries go back to the outbox, due when it can probe;
@@ -157,6 +159,8 @@ pub struct Dispatcher<S: PushStore + ?Sized> {
     tasks: JoinSet<Finished>,
     task_targets: HashMap<Id, (Target, bool)>,
     drained: bool,
+    /// A lane's queue was full when the last lease was routed.
+    lanes_full: bool,
     wake: Arc<Notify>,
 }
 
@@ -205,6 +209,7 @@ impl<S: PushStore + ?Sized> Dispatcher<S> {
             tasks: JoinSet::new(),
             task_targets: HashMap::new(),
             drained: false,
+            lanes_full: false,
             wake: Arc::new(Notify::new()),
         }
     }
@@ -246,8 +251,8 @@ impl<S: PushStore + ?Sized> Dispatcher<S> {
                 Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     self.finish(joined);
                 }
-                () = self.wake.notified() => self.drained = false,
-                _ = tick.tick() => self.drained = false,
+                () = self.wake.notified() => (self.drained, self.lanes_full) = (false, false),
+                _ = tick.tick() => (self.drained, self.lanes_full) = (false, false),
             }
         }
         self.stop().await;
@@ -260,7 +265,7 @@ impl<S: PushStore + ?Sized> Dispatcher<S> {
         let room = config.max_held.saturating_sub(held);
         // Lease in batches: not one store call per finished send while the outbox is deep.
         let worth_it = held == 0 || room >= config.lease_batch.min(config.max_held) / 2;
-        if self.drained || room == 0 || !worth_it {
+        if self.drained || self.lanes_full || room == 0 || !worth_it {
             return;
         }
         let ask = room.min(config.lease_batch).min(MAX_LEASE);
@@ -305,6 +310,9 @@ impl<S: PushStore + ?Sized> Dispatcher<S> {
             endpoint: None,
         });
         if lane.queue.len() >= config.per_endpoint_queue {
+            // Lease no more until a lane runs dry (`finish`) or the next tick: leasing while
+            // lanes are full would only give deliveries back, one store write each, in a loop.
+            self.lanes_full = true;
             give_back(&self.shared, &delivery, config.busy_retry).await;
             return;
         }
@@ -405,7 +413,10 @@ impl<S: PushStore + ?Sized> Dispatcher<S> {
         if let Some(prepared) = finished.and_then(|f| f.prepared) {
             lane.endpoint = Some((prepared, now_instant));
         }
-        if !lane.queue.is_empty() {
+        if lane.queue.is_empty() {
+            // This lane could take more: leasing is worth it again.
+            self.lanes_full = false;
+        } else {
             self.ready.insert(target);
         }
     }

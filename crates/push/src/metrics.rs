@@ -140,6 +140,23 @@ impl PushMetrics {
         table.get(&target).copied()
     }
 
+    /// The targets with the most failures, most first, at most `limit` (the operations page).
+    #[must_use]
+    pub fn worst_targets(&self, limit: usize) -> Vec<(String, EndpointFigures)> {
+        let table = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<(String, EndpointFigures)> =
+            table.iter().map(|(t, f)| (t.label(), *f)).collect();
+        rows.sort_by(|a, b| b.1.failures.cmp(&a.1.failures).then(a.0.cmp(&b.0)));
+        rows.truncate(limit);
+        rows
+    }
+
+    /// Sends in flight and deliveries held (queued and in flight) by this node's dispatcher.
+    #[must_use]
+    pub fn load(&self) -> (u64, u64) {
+        (self.in_flight.load(Relaxed), self.held.load(Relaxed))
+    }
+
     /// Appends the Prometheus text of every push metric; the outbox's figures when given.
     pub fn render(&self, out: &mut String, outbox: Option<&OutboxStats>, now: Timestamp) {
         use names::*;

@@ -34,6 +34,8 @@ pub const MAX_MASTER_KEYS: usize = 8;
 pub const SECRET_PREFIX: &str = "whsec_";
 /// Domain separation for secret derivation: the master key signs nothing else with this label.
 const DERIVATION_LABEL: &[u8] = b"rempart webhook signing secret v1\0";
+/// Domain separation for the unsubscribe links' key.
+const LINK_KEY_LABEL: &[u8] = b"rempart unsubscribe link key v1\0";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -250,6 +252,21 @@ impl MasterKeys {
         mac.update(DERIVATION_LABEL);
         mac.update(&secret.salt);
         Ok(SigningSecret(mac.finalize().into_bytes().into()))
+    }
+
+    /// The key of the e-mails' unsubscribe links (`mail::MailSettings::link_key`), derived
+    /// from the current master key under its own label: it signs nothing else.
+    #[must_use]
+    pub fn link_key(&self) -> [u8; 32] {
+        let key = self
+            .keys
+            .iter()
+            .find(|(v, _)| *v == self.current)
+            .map(|(_, k)| k)
+            .expect("the current key is always held");
+        let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes a key of any length");
+        mac.update(LINK_KEY_LABEL);
+        mac.finalize().into_bytes().into()
     }
 
     /// A fresh reference for a new endpoint (random salt, current key) and the secret it derives,

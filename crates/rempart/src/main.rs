@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use rempart_server::{ServeArgs, Settings, StoreKind};
-use rempart_store::EventStore;
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +32,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Manage API keys for merchants and integrators (the webhook subscription API).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
     },
     /// Traffic generator: legitimate users, depot ingest and floods, against loopback only.
     Siege(rempart_siege::SiegeArgs),
@@ -69,10 +73,40 @@ enum TokenCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an API key and print it once; only its SHA-256 digest is stored.
+    Create {
+        /// A name for the key (who uses it), e.g. `shop-lyon`
+        name: String,
+        /// What the key may do (repeat or separate with commas); `webhooks`: the subscription API
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+        /// Data directory [default: ./rempart-data]
+        #[arg(long, env = "REMPART_DATA")]
+        data: Option<PathBuf>,
+    },
+    /// Revoke the API key with this name (a running node refuses it within 2 s; its
+    /// subscriptions stay, unreachable by any new key).
+    Revoke {
+        name: String,
+        /// Data directory [default: ./rempart-data]
+        #[arg(long, env = "REMPART_DATA")]
+        data: Option<PathBuf>,
+    },
+    /// List the API keys: name, id and scopes.
+    List {
+        /// Data directory [default: ./rempart-data]
+        #[arg(long, env = "REMPART_DATA")]
+        data: Option<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Serve(args) => serve(*args),
         Command::Token { command } => token(command),
+        Command::Key { command } => key(command),
         Command::Siege(args) => rempart_siege::run(args),
         Command::Depot(args) => rempart_depot::run(args),
     };
@@ -146,6 +180,49 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn key(command: KeyCommand) -> anyhow::Result<()> {
+    use rempart_server::push::keys::{self, Scope};
+    let data_dir = |data: Option<PathBuf>| {
+        data.unwrap_or_else(|| rempart_server::settings::StoreSettings::defaults().data)
+    };
+    match command {
+        KeyCommand::Create { name, scope, data } => {
+            let data = data_dir(data);
+            let scopes = scope
+                .iter()
+                .map(|s| {
+                    Scope::parse(s.trim())
+                        .ok_or_else(|| anyhow::anyhow!("unknown scope {s:?} (known: webhooks)"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let (key, entry) = keys::create(&data, &name, &scopes)?;
+            println!("{key}");
+            eprintln!(
+                "API key {name:?} created (id {:016x}); its digest is in {}. A running node accepts it within {} s. This key is shown only once.",
+                entry.id.0,
+                data.join(keys::KEYS_FILE).display(),
+                rempart_server::tokens::RELOAD_EVERY.as_secs()
+            );
+        }
+        KeyCommand::Revoke { name, data } => {
+            if !keys::revoke(&data_dir(data), &name)? {
+                anyhow::bail!("no API key named {name:?}");
+            }
+            eprintln!(
+                "API key {name:?} revoked; a running node refuses it within {} s.",
+                rempart_server::tokens::RELOAD_EVERY.as_secs()
+            );
+        }
+        KeyCommand::List { data } => {
+            for entry in keys::list(&data_dir(data))? {
+                let scopes: Vec<&str> = entry.scopes.iter().map(|s| s.as_str()).collect();
+                println!("{}\t{:016x}\t{}", entry.name, entry.id.0, scopes.join(","));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
     rempart_server::init_logging(&settings);
@@ -153,18 +230,35 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // anything is created on disk.
     let opener: rempart_server::StoreOpener = Box::new(|settings: Settings| {
         Box::pin(async move {
-            let store: Arc<dyn EventStore> = match &settings.store.store {
+            // The push side is the same store: its outbox is written in the events' commit.
+            let capacity = settings.push.push_outbox_capacity.get();
+            Ok(match &settings.store.store {
                 // Creates the data directory as the store's parent; its errors name the path.
-                StoreKind::Embedded => Arc::new(rempart_store::embedded::EmbeddedStore::open(
-                    &settings.events_dir(),
-                    embedded_options(&settings.store),
-                )?),
-                StoreKind::Postgres(url) => Arc::new(
-                    rempart_store_pg::PgStore::connect(url, rempart_store_pg::PgOptions::default())
-                        .await?,
-                ),
-            };
-            Ok(store)
+                StoreKind::Embedded => {
+                    let store = Arc::new(rempart_store::embedded::EmbeddedStore::open(
+                        &settings.events_dir(),
+                        rempart_store::embedded::EmbeddedOptions {
+                            outbox_capacity: capacity,
+                            ..embedded_options(&settings.store)
+                        },
+                    )?);
+                    rempart_server::Stores {
+                        events: store.clone(),
+                        push: Some(store),
+                    }
+                }
+                StoreKind::Postgres(url) => {
+                    let options = rempart_store_pg::PgOptions {
+                        outbox_capacity: capacity,
+                        ..rempart_store_pg::PgOptions::default()
+                    };
+                    let store = Arc::new(rempart_store_pg::PgStore::connect(url, options).await?);
+                    rempart_server::Stores {
+                        events: store.clone(),
+                        push: Some(store),
+                    }
+                }
+            })
         })
     });
     rempart_server::run(settings, opener)?;

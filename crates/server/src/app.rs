@@ -12,6 +12,8 @@ use crate::coherence::Coherence;
 use crate::guard::Guard;
 use crate::ingest::refusals::{IngestRefusals, RefusalKind};
 use crate::metrics::{Metrics, OpsHistory, render};
+use crate::push::Push;
+use crate::push::keys::LiveKeys;
 use crate::settings::{Settings, StoreKind};
 use crate::tokens::LiveTokens;
 
@@ -28,6 +30,10 @@ pub struct App {
     pub guard: Arc<Guard>,
     pub metrics: Metrics,
     pub tokens: LiveTokens,
+    /// Merchants' API keys (the subscription API; keyed clients rank above anonymous ones).
+    pub keys: LiveKeys,
+    /// Webhooks and e-mail alerts, when switched on.
+    pub push: Option<Arc<Push>>,
     /// Batches the store could not acknowledge (summarised in the log, counted in /metrics).
     pub ingest_refusals: IngestRefusals,
     /// Recent per-second traffic for the operations page.
@@ -53,6 +59,8 @@ impl App {
             guard: Arc::new(Guard::new(&settings.shield)),
             metrics: Metrics::new(),
             tokens,
+            keys: LiveKeys::empty(),
+            push: None,
             ingest_refusals: IngestRefusals::default(),
             ops: OpsHistory::default(),
             settings,
@@ -68,6 +76,19 @@ impl App {
     pub fn with_open_runtime(mut self, open: Option<tokio::runtime::Handle>) -> App {
         self.open = open;
         self
+    }
+
+    /// Push, with the API keys its subscription API accepts.
+    #[must_use]
+    pub fn with_push(mut self, push: Option<Arc<Push>>, keys: LiveKeys) -> App {
+        self.push = push;
+        self.keys = keys;
+        self
+    }
+
+    /// Whether parcel pages offer e-mail alerts (push on, with an SMTP relay).
+    pub fn alerts_enabled(&self) -> bool {
+        self.push.as_ref().is_some_and(|p| p.mailer.is_some())
     }
 
     /// Every metric of the node, in Prometheus text.
@@ -89,6 +110,9 @@ impl App {
         }
         self.render_store(&mut out);
         self.guard.render_metrics(&mut out);
+        if let Some(push) = &self.push {
+            push.render_metrics(&mut out);
+        }
         out
     }
 

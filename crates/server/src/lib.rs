@@ -16,6 +16,7 @@
 //! | [`app`] | the state both listeners share |
 //! | [`metrics`], [`ops`] | Prometheus counters, the live operations page |
 //! | [`tokens`], [`demo`] | ingest tokens, demo data |
+//! | [`push`] | webhooks and e-mail alerts wired in: API keys, the subscription API, the opt-in pages, the dispatcher's tasks |
 
 pub mod app;
 pub mod clock;
@@ -31,8 +32,9 @@ pub mod metrics;
 pub mod node;
 pub mod ops;
 pub mod public;
+pub mod push;
 pub mod settings;
 pub mod tokens;
 
-pub use node::{PUBLIC_NICE, ServeError, StoreOpener, init_logging, run};
+pub use node::{PUBLIC_NICE, ServeError, StoreOpener, Stores, init_logging, run};
 pub use settings::{ServeArgs, Settings, StoreKind};

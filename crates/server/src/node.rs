@@ -15,6 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use rempart_shield::SourceConnections;
+use rempart_store::push::PushStore;
 use rempart_store::{EventStore, StoreError};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use crate::app::App;
 use crate::listener::{self, ListenerLimits};
 use crate::metrics::Listener;
+use crate::push::{Push, PushSetupError, keys};
 use crate::settings::{Settings, StoreKind};
 use crate::{clock, coherence, demo, guard, ingest, ops, public, tokens};
 
@@ -33,6 +35,8 @@ pub enum ServeError {
     Config(#[from] crate::settings::ConfigError),
     #[error(transparent)]
     Tokens(#[from] tokens::TokenError),
+    #[error(transparent)]
+    Push(#[from] PushSetupError),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -44,13 +48,15 @@ pub enum ServeError {
     Runtime(std::io::Error),
 }
 
+/// What the binary opened: the events, and the same store's push side when it keeps an outbox.
+pub struct Stores {
+    pub events: Arc<dyn EventStore>,
+    pub push: Option<Arc<dyn PushStore>>,
+}
+
 /// Opens the store, on the ingest runtime (so its background work lives there).
 pub type StoreOpener = Box<
-    dyn FnOnce(
-            Settings,
-        )
-            -> Pin<Box<dyn Future<Output = Result<Arc<dyn EventStore>, StoreError>> + Send>>
-        + Send,
+    dyn FnOnce(Settings) -> Pin<Box<dyn Future<Output = Result<Stores, StoreError>> + Send>> + Send,
 >;
 
 /// How much lower the public runtimes' threads (workers and the blocking pool where embedded
@@ -171,7 +177,10 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     };
     let public_listener = bind(rt.public(), settings.listeners.public)?;
     let ingest_listener = bind(&rt.ingest, settings.listeners.ingest)?;
-    let store = rt.ingest.block_on(open_store(settings.clone()))?;
+    let Stores {
+        events: store,
+        push: push_store,
+    } = rt.ingest.block_on(open_store(settings.clone()))?;
     // Dropped last, here: closing the embedded store flushes its write buffers (so a restart has
     // nothing to replay), which blocks, and must not be cut short by a runtime's shutdown.
     let store_handle = store.clone();
@@ -185,9 +194,20 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     } else {
         None
     };
+    // Links in e-mails must be absolute: the public URL, else the listener's own address.
+    let site = match settings.listeners.public_url.base() {
+        "" => format!(
+            "http://{}",
+            public_listener.local_addr().map_err(ServeError::Runtime)?
+        ),
+        base => base.to_owned(),
+    };
+    let push = Push::start(&settings, push_store, &site)?.map(Arc::new);
+    let api_keys = keys::LiveKeys::load(&settings.store.data)?;
     let app = Arc::new(
         App::new(store, tokens, settings.clone())
-            .with_open_runtime(rt.open.as_ref().map(|open| open.handle().clone())),
+            .with_open_runtime(rt.open.as_ref().map(|open| open.handle().clone()))
+            .with_push(push, api_keys),
     );
     if let Some(demo) = &demo {
         let _ = app.suggestions.set(demo.numbers());
@@ -202,6 +222,10 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     }
     .spawn(&app, rt.public(), &rt.ingest, &stop_rx);
     spawn_tasks(&app, &rt.ingest, &stop_rx);
+    if let Some(push) = &app.push {
+        // The dispatcher, the confirmation mailer and push's housekeeping: ingest-side work.
+        push.spawn(&rt.ingest, &stop_rx);
+    }
     if app.guard.shield().is_some() {
         // The lag probe measures the runtime floods land on, so it runs there.
         let guard = app.guard.clone();
@@ -311,6 +335,11 @@ fn spawn_tasks(app: &Arc<App>, rt: &Runtime, stop: &watch::Receiver<bool>) {
         let app = app.clone();
         let stop = stop.clone();
         rt.spawn(async move { tokens::watch(&app.tokens, stop).await });
+    }
+    if app.push.is_some() {
+        let app = app.clone();
+        let stop = stop.clone();
+        rt.spawn(async move { keys::watch(&app.keys, stop).await });
     }
     if app.guard.shield().is_some() {
         rt.spawn(guard::tasks::rebuild_filter(

@@ -84,6 +84,7 @@ pub fn data(app: &App) -> String {
         "samples": app.ops.snapshot(),
         "cache_entries": app.coherence.cache.len(),
         "shield": app.guard.status(),
+        "push": app.push.as_ref().map(|push| push.status()),
     })
     .to_string()
 }

@@ -85,13 +85,13 @@ impl TokenSet {
 
 /// What identifies a version of the tokens file: a change to any of these means "reread".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
+pub(crate) struct FileStamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
 }
 
-fn stamp(path: &Path) -> Option<FileStamp> {
+pub(crate) fn stamp(path: &Path) -> Option<FileStamp> {
     let meta = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
     let inode = std::os::unix::fs::MetadataExt::ino(&meta);
@@ -205,7 +205,7 @@ pub async fn watch(tokens: &LiveTokens, mut stop: tokio::sync::watch::Receiver<b
 }
 
 /// The token of a `Bearer <token>` header value (scheme case-insensitive).
-fn bearer(header: &[u8]) -> Option<&[u8]> {
+pub(crate) fn bearer(header: &[u8]) -> Option<&[u8]> {
     if header.len() > MAX_TOKEN_LEN || header.len() < 7 {
         return None;
     }
@@ -217,7 +217,7 @@ fn bearer(header: &[u8]) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
-fn digest(token: &[u8]) -> [u8; 32] {
+pub(crate) fn digest(token: &[u8]) -> [u8; 32] {
     Sha256::digest(token).into()
 }
 
@@ -251,7 +251,7 @@ fn read_entries(path: &Path) -> Result<Vec<(String, [u8; 32])>, TokenError> {
     Ok(entries)
 }
 
-fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
     let bytes = hex.as_bytes();
     if bytes.len() != 64 {
         return None;
@@ -265,7 +265,7 @@ fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         let _ = write!(s, "{b:02x}");
@@ -275,7 +275,7 @@ fn to_hex(bytes: &[u8]) -> String {
 
 /// Whether `name` can name a token: 1 to [`MAX_NAME_LEN`] characters among `A-Z a-z 0-9 . _ -`
 /// (a tab or a newline would break the file's lines).
-fn check_name(name: &str) -> Result<(), TokenError> {
+pub(crate) fn check_name(name: &str) -> Result<(), TokenError> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name

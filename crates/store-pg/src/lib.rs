@@ -5,6 +5,8 @@
 //!   (event_id) DO NOTHING RETURNING event_id` per batch (accepted = rows returned), then COMMIT;
 //!   the call returns only after the commit. Rows are inserted in `event_id` order so that two
 //!   batches sharing ids always take row locks in the same order (no deadlocks).
+//! - **Push**: in the same transaction, before COMMIT, the batch's changes of subscribed parcels
+//!   become outbox rows (`outbox.rs`); `PushStore` is in `push.rs`.
 //! - **Schema** is created and migrated by the binary (`migrations.rs`, versioned).
 //! - **Change feed** (cross-node cache coherence): every row records the database's transaction
 //!   start time (`ingested_at`). A transaction may commit after rows of later transactions are
@@ -22,9 +24,12 @@
 
 mod error;
 mod migrations;
+mod outbox;
+mod push;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -58,6 +63,9 @@ pub struct PgOptions {
     pub pool_wait: Duration,
     pub statement_timeout: Duration,
     pub change_window: Duration,
+    /// Undelivered push deliveries the outbox holds at most (see `outbox.rs` for the slack of
+    /// concurrent appends).
+    pub outbox_capacity: u64,
 }
 
 impl Default for PgOptions {
@@ -68,6 +76,7 @@ impl Default for PgOptions {
             pool_wait: DEFAULT_POOL_WAIT,
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
             change_window: DEFAULT_CHANGE_WINDOW,
+            outbox_capacity: rempart_store::push::DEFAULT_OUTBOX_CAPACITY,
         }
     }
 }
@@ -77,6 +86,8 @@ pub struct PgStore {
     options: PgOptions,
     /// Where the pool connects, for error messages.
     target: Target,
+    /// This node's count of undelivered deliveries, for the outbox's capacity (`outbox.rs`).
+    undelivered: outbox::Undelivered,
 }
 
 impl PgStore {
@@ -112,6 +123,7 @@ impl PgStore {
             pool,
             options,
             target,
+            undelivered: outbox::Undelivered::default(),
         };
         {
             let mut client = store.client().await?;
@@ -158,12 +170,14 @@ fn decode_row(row: &tokio_postgres::Row) -> Result<StoredEvent, StoreError> {
 const INSERT: &str = "INSERT INTO rempart_events \
      (event_id, tracking_number, code, occurred_at_us, location, product) \
      SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::INT8[], $5::TEXT[], $6::TEXT[]) \
-     ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
+     ON CONFLICT (event_id) DO NOTHING RETURNING event_id, received";
 
-/// One transaction: the insert, then COMMIT. Returns the number of events stored.
+/// One transaction: the insert, the push deliveries it makes (`outbox.rs`), then COMMIT.
+/// Returns the number of events stored.
 async fn insert_batch(
     client: &mut deadpool_postgres::Object,
     events: &[Event],
+    outbox: outbox::Outbox<'_>,
 ) -> Result<usize, AppendFailure> {
     let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     let tns: Vec<&str> = events.iter().map(|e| e.tracking_number.as_str()).collect();
@@ -181,6 +195,25 @@ async fn insert_batch(
         )
         .await
         .map_err(before("insert"))?;
+    if !inserted.is_empty() {
+        let received: HashMap<String, i64> = inserted
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+            .collect();
+        let accepted: Vec<StoredEvent> = events
+            .iter()
+            .filter_map(|e| {
+                let received = *received.get(e.event_id.as_str())?;
+                Some(StoredEvent {
+                    event: e.clone(),
+                    received: received as u64,
+                })
+            })
+            .collect();
+        outbox::write_deliveries(&tx, &accepted, outbox, push::wall_clock())
+            .await
+            .map_err(before("push outbox"))?;
+    }
     // From here on the batch may be stored even if no answer comes back.
     tx.commit().await.map_err(AppendFailure::Commit)?;
     Ok(inserted.len())
@@ -201,7 +234,11 @@ impl EventStore for PgStore {
         events.sort_by(|a, b| a.event_id.as_str().cmp(b.event_id.as_str()));
         events.dedup_by(|a, b| a.event_id == b.event_id);
         let mut client = self.client().await?;
-        match insert_batch(&mut client, &events).await {
+        let outbox = outbox::Outbox {
+            capacity: self.options.outbox_capacity,
+            undelivered: &self.undelivered,
+        };
+        match insert_batch(&mut client, &events, outbox).await {
             Ok(accepted) => Ok(AppendOutcome {
                 accepted,
                 duplicates: total - accepted,

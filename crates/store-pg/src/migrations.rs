@@ -7,11 +7,12 @@
 use rempart_store::StoreError;
 
 /// `(version, statements)`, in order. Never edit a released migration; add a new one.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE SEQUENCE IF NOT EXISTS rempart_received_seq",
-        "CREATE TABLE IF NOT EXISTS rempart_events (\
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE SEQUENCE IF NOT EXISTS rempart_received_seq",
+            "CREATE TABLE IF NOT EXISTS rempart_events (\
             event_id TEXT PRIMARY KEY, \
             tracking_number TEXT NOT NULL, \
             code TEXT NOT NULL, \
@@ -20,11 +21,80 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             product TEXT, \
             received INT8 NOT NULL DEFAULT nextval('rempart_received_seq'), \
             ingested_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        "CREATE INDEX IF NOT EXISTS rempart_events_parcel \
+            "CREATE INDEX IF NOT EXISTS rempart_events_parcel \
             ON rempart_events (tracking_number, occurred_at_us, received)",
-        "CREATE INDEX IF NOT EXISTS rempart_events_ingested ON rempart_events (ingested_at)",
-    ],
-)];
+            "CREATE INDEX IF NOT EXISTS rempart_events_ingested ON rempart_events (ingested_at)",
+        ],
+    ),
+    (2, PUSH),
+];
+
+/// Push (issue 13): endpoints, subscriptions, e-mail alerts, the outbox (`push.rs`, `outbox.rs`).
+/// Tracking numbers are `COLLATE "C"` so listings follow byte order, like the embedded store.
+/// `due_us` is when a pending (`next_attempt_at_us`) or leased (lease end) delivery is due.
+const PUSH: &[&str] = &[
+    "CREATE SEQUENCE IF NOT EXISTS rempart_push_id_seq",
+    "CREATE SEQUENCE IF NOT EXISTS rempart_push_lease_seq",
+    "CREATE TABLE IF NOT EXISTS rempart_push_endpoints (\
+        id INT8 PRIMARY KEY, \
+        owner INT8 NOT NULL, \
+        url TEXT NOT NULL, \
+        key_version INT2 NOT NULL, \
+        salt BYTEA NOT NULL, \
+        created_at_us INT8 NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS rempart_push_endpoints_owner ON rempart_push_endpoints (owner, id)",
+    "CREATE TABLE IF NOT EXISTS rempart_push_subscriptions (\
+        tracking_number TEXT COLLATE \"C\" NOT NULL, \
+        owner INT8 NOT NULL, \
+        endpoint INT8 NOT NULL, \
+        created_at_us INT8 NOT NULL, \
+        PRIMARY KEY (tracking_number, owner, endpoint))",
+    "CREATE INDEX IF NOT EXISTS rempart_push_subscriptions_owner \
+        ON rempart_push_subscriptions (owner, tracking_number, endpoint)",
+    "CREATE INDEX IF NOT EXISTS rempart_push_subscriptions_endpoint \
+        ON rempart_push_subscriptions (endpoint)",
+    "CREATE TABLE IF NOT EXISTS rempart_push_emails (\
+        tracking_number TEXT COLLATE \"C\" PRIMARY KEY, \
+        address TEXT NOT NULL, \
+        lang TEXT NOT NULL, \
+        token_digest BYTEA, \
+        expires_at_us INT8, \
+        confirmed_at_us INT8, \
+        created_at_us INT8 NOT NULL, \
+        final_at_us INT8)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS rempart_push_emails_token ON rempart_push_emails (token_digest)",
+    "CREATE TABLE IF NOT EXISTS rempart_push_deliveries (\
+        id INT8 PRIMARY KEY, \
+        owner INT8, \
+        endpoint INT8, \
+        tracking_number TEXT COLLATE \"C\" NOT NULL, \
+        previous_status TEXT, \
+        status TEXT NOT NULL, \
+        is_final BOOL NOT NULL, \
+        event_id TEXT NOT NULL, \
+        code TEXT NOT NULL, \
+        occurred_at_us INT8 NOT NULL, \
+        location TEXT, \
+        product TEXT, \
+        created_at_us INT8 NOT NULL, \
+        retry_since_us INT8 NOT NULL, \
+        attempts INT4 NOT NULL, \
+        next_attempt_at_us INT8 NOT NULL, \
+        state TEXT NOT NULL, \
+        state_at_us INT8, \
+        due_us INT8, \
+        last_error TEXT, \
+        lease_token INT8 NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS rempart_push_deliveries_due \
+        ON rempart_push_deliveries (due_us) WHERE due_us IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS rempart_push_deliveries_state \
+        ON rempart_push_deliveries (state, state_at_us, id)",
+    "CREATE INDEX IF NOT EXISTS rempart_push_deliveries_owner \
+        ON rempart_push_deliveries (owner, id)",
+    "CREATE TABLE IF NOT EXISTS rempart_push_counters (\
+        id INT2 PRIMARY KEY, overflowed INT8 NOT NULL)",
+    "INSERT INTO rempart_push_counters (id, overflowed) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+];
 
 fn failed(e: tokio_postgres::Error) -> StoreError {
     crate::error::unavailable("migration", &e)

@@ -55,7 +55,7 @@ async fn migrations_are_idempotent_and_recorded() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
     drop(client);
     db.drop_now().await;
 }

@@ -16,6 +16,8 @@ mod codec;
 pub mod contract;
 pub mod embedded;
 pub mod push;
+#[cfg(feature = "contract")]
+pub mod push_contract;
 
 use std::time::SystemTime;
 

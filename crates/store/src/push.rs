@@ -1,8 +1,9 @@
 //! Push notifications, the store's side: webhook endpoints and subscriptions, e-mail alert
 //! subscriptions, and the durable outbox of deliveries that the dispatcher (`rempart-push`) sends.
 //!
-//! **Phase 1: types and the [`PushStore`] trait only.** No backend implements it yet; the
-//! dispatcher's tests use an in-memory implementation of their own. What every backend will keep:
+//! The embedded store (`embedded/outbox.rs`, `embedded/push.rs`) and the PostgreSQL store
+//! implement [`PushStore`]; both pass the contract suite `push_contract` (feature `contract`).
+//! What every backend keeps:
 //!
 //! - **Written with the events.** `EventStore::append` seeds a [`StatusTracker`] with the latest
 //!   stored event of each subscribed parcel of the batch, applies the batch, turns each change into
@@ -515,8 +516,8 @@ pub fn bounded_error(text: &str) -> String {
     text[..end].to_owned()
 }
 
-/// The store's side of push. Implemented by each backend next to its `EventStore` (phase 2); the
-/// outbox rows themselves are written by `EventStore::append` (see the module comment).
+/// The store's side of push. Implemented by each backend next to its `EventStore`; the outbox
+/// rows themselves are written by `EventStore::append` (see the module comment).
 #[async_trait]
 pub trait PushStore: Send + Sync + 'static {
     // --- Endpoints and webhook subscriptions (the merchant API) ---

@@ -23,5 +23,7 @@ mod response;
 pub use connection::{
     Ended, MAX_ANSWERS_PER_TURN, Next, READ_CHUNK, Service, Setup, Step, serve_connection,
 };
-pub use request::{Framing, MAX_BODY, Refusal, Request, parse_head, path_of};
+pub use request::{
+    API_BODY_PREFIX, Framing, MAX_API_BODY, MAX_BODY, Refusal, Request, parse_head, path_of,
+};
 pub use response::{HeaderText, Response};

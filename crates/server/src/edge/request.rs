@@ -9,6 +9,12 @@ use http::StatusCode;
 /// Largest request body on the public listener (the search form and challenge answers are far
 /// smaller).
 pub const MAX_BODY: usize = 1024;
+/// Largest body under [`API_BODY_PREFIX`] (the subscription API's batches of tracking numbers):
+/// no more than a request head may already take ([`crate::listener::MAX_HEAD_BYTES`]), so a
+/// connection's buffer is bounded as before.
+pub const MAX_API_BODY: usize = 16 * 1024;
+/// The paths whose bodies may reach [`MAX_API_BODY`].
+pub const API_BODY_PREFIX: &str = "/v1/webhooks/";
 
 /// One request, borrowed from the connection's buffer.
 pub struct Request<'a> {
@@ -99,7 +105,7 @@ const BAD_EXPECT: Refusal = Refusal::new(
 const TOO_LARGE_BODY: Refusal = Refusal::new(
     StatusCode::PAYLOAD_TOO_LARGE,
     "payload_too_large",
-    "public requests carry at most 1 KiB of body",
+    "public requests carry at most 1 KiB of body (16 KiB under /v1/webhooks/)",
 );
 
 /// What the headers say about framing.
@@ -165,7 +171,13 @@ pub fn parse_head<'b>(
     let http10 = parsed.version == Some(0);
     let facts = header_facts(parsed.headers)?;
     let body_len = facts.body_len.unwrap_or(0);
-    if body_len > MAX_BODY {
+    let target = parsed.path.unwrap_or_default();
+    let max_body = if path_of(target).starts_with(API_BODY_PREFIX) {
+        MAX_API_BODY
+    } else {
+        MAX_BODY
+    };
+    if body_len > max_body {
         return Err(TOO_LARGE_BODY);
     }
     let framing = Framing {
@@ -176,7 +188,6 @@ pub fn parse_head<'b>(
         expect_continue: facts.expect_continue && body_len > 0,
     };
     let body = buf.get(head_len..head_len + body_len).unwrap_or_default();
-    let target = parsed.path.unwrap_or_default();
     let request = Request {
         method,
         path: path_of(target),

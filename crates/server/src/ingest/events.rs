@@ -183,6 +183,10 @@ async fn commit(app: &App, batch: Vec<Event>) -> Response<Body> {
             // Durable now: the cache forgets these parcels, the filter learns them.
             app.coherence
                 .parcels_changed(&app.guard, &touched, outcome.accepted > 0);
+            // The same commit may have written deliveries: the dispatcher looks now.
+            if let Some(push) = app.push.as_ref().filter(|_| outcome.accepted > 0) {
+                push.wake();
+            }
             app.metrics.ingest_batches.fetch_add(1, Relaxed);
             app.metrics
                 .ingest_accepted

@@ -40,6 +40,8 @@ labelled! {
         OpsData = "ops_data",
         Openapi = "openapi",
         Challenge = "challenge",
+        Webhooks = "webhooks",
+        Alerts = "alerts",
         Other = "other",
     }
 }
@@ -47,7 +49,7 @@ labelled! {
 impl Route {
     /// Every route but `Other`, with the method and path template it serves and its listener
     /// (`None`: both). The OpenAPI document is checked against this list in tests.
-    pub const SERVED: [(Route, &'static str, &'static str, Option<Listener>); 16] = [
+    pub const SERVED: [(Route, &'static str, &'static str, Option<Listener>); 37] = [
         (
             Route::Challenge,
             "POST",
@@ -94,6 +96,132 @@ impl Route {
         (Route::Metrics, "GET", "/metrics", Some(Listener::Ingest)),
         (Route::Ops, "GET", "/ops", Some(Listener::Ingest)),
         (Route::OpsData, "GET", "/ops/data", Some(Listener::Ingest)),
+        (
+            Route::Webhooks,
+            "GET",
+            "/v1/webhooks/endpoints",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Webhooks,
+            "POST",
+            "/v1/webhooks/endpoints",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Webhooks,
+            "DELETE",
+            "/v1/webhooks/endpoints/{endpoint_id}",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Webhooks,
+            "GET",
+            "/v1/webhooks/subscriptions",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Webhooks,
+            "POST",
+            "/v1/webhooks/subscriptions",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Webhooks,
+            "GET",
+            "/v1/webhooks/subscriptions/after/{tracking_number}/{endpoint_id}",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Webhooks,
+            "POST",
+            "/v1/webhooks/subscriptions/remove",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Webhooks,
+            "POST",
+            "/v1/webhooks/replay",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Webhooks,
+            "GET",
+            "/v1/webhooks/dead-letters",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Webhooks,
+            "GET",
+            "/v1/webhooks/dead-letters/after/{delivery_id}",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Webhooks,
+            "POST",
+            "/v1/webhooks/dead-letters/replay",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Alerts,
+            "POST",
+            "/alerts/{tracking_number}",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Alerts,
+            "POST",
+            "/{lang}/alerts/{tracking_number}",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Alerts,
+            "GET",
+            "/alerts/confirm/{token}",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Alerts,
+            "GET",
+            "/{lang}/alerts/confirm/{token}",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Alerts,
+            "POST",
+            "/alerts/confirm/{token}",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Alerts,
+            "POST",
+            "/{lang}/alerts/confirm/{token}",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Alerts,
+            "GET",
+            "/alerts/stop/{tracking_number}/{token}",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Alerts,
+            "GET",
+            "/{lang}/alerts/stop/{tracking_number}/{token}",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Alerts,
+            "POST",
+            "/alerts/stop/{tracking_number}/{token}",
+            Some(Listener::Public),
+        ),
+        (
+            Route::Alerts,
+            "POST",
+            "/{lang}/alerts/stop/{tracking_number}/{token}",
+            Some(Listener::Public),
+        ),
     ];
 }
 

@@ -103,6 +103,7 @@ fn is_refusal(status: StatusCode) -> bool {
     matches!(
         status,
         StatusCode::BAD_REQUEST
+            | StatusCode::UNAUTHORIZED
             | StatusCode::FORBIDDEN
             | StatusCode::NOT_FOUND
             | StatusCode::METHOD_NOT_ALLOWED

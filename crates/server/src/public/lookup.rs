@@ -116,7 +116,7 @@ pub(super) fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The pass a client shows: header `X-Rempart-Pass`, or cookie `rempart_pass`.
-fn presented_pass<'a>(req: &Request<'a>) -> Option<&'a str> {
+pub fn presented_pass<'a>(req: &Request<'a>) -> Option<&'a str> {
     if let Some(v) = req.header("x-rempart-pass") {
         return std::str::from_utf8(v).ok().map(str::trim);
     }
@@ -135,9 +135,10 @@ pub fn check(app: &App, req: &Request<'_>, peer: SocketAddr, tn: &TrackingNumber
         filter_trusted: app.coherence.feed.is_current(),
         pass: presented_pass(req),
     };
+    // An ingest token or an API key (any scope): a keyed client ranks above anonymous ones.
     let authorized = || {
         let auth = req.header("authorization");
-        auth.is_some() && app.tokens.authorizes(auth)
+        auth.is_some() && (app.tokens.authorizes(auth) || app.keys.authorizes(auth))
     };
     app.guard.admit_lookup(&claims, authorized)
 }
@@ -233,7 +234,9 @@ pub async fn finish(app: &App, peer: SocketAddr, admitted: Admitted) -> Response
         validators,
     } = admitted;
     match fetch(app, peer, tn, priority).await {
-        Fetched::Found(parcel, stale_for) => found(&parcel, page, stale_for, &validators),
+        Fetched::Found(parcel, stale_for) => {
+            found(&parcel, page, stale_for, &validators, app.alerts_enabled())
+        }
         Fetched::NotFound => not_found(&tn, page),
         Fetched::Unavailable => overloaded(&tn, page),
     }
@@ -260,6 +263,7 @@ fn found(
     page: Page,
     stale_for: Option<u64>,
     validators: &Validators,
+    alerts: bool,
 ) -> Response {
     let response = match page {
         Page::Json => caching::cacheable(
@@ -271,7 +275,7 @@ fn found(
             validators,
         ),
         Page::Html(pl) => caching::cached_page(
-            html::parcel(pl.lang, &parcel.view, crate::clock::now()),
+            html::parcel_with_alerts(pl.lang, &parcel.view, crate::clock::now(), alerts),
             caching::LOOKUP,
             pl.negotiated,
             validators,

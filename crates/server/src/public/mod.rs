@@ -35,11 +35,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::StatusCode;
 
-pub use caching::{HOME, LOOKUP, NO_STORE};
+pub use caching::{HOME, LOOKUP, NO_STORE, no_store, uncached_page};
 pub use connection::connection;
-pub use lookup::{MAX_NUMBER_SEGMENT, Page, PageLang, parse_segment};
+pub use lookup::{
+    MAX_NUMBER_SEGMENT, Page, PageLang, challenged, check, parse_segment, presented_pass,
+    rate_limited,
+};
 pub use origin::PublicUrl;
 pub use pages::MAX_FORM_BODY;
+pub(crate) use pages::form_field;
 
 use crate::app::App;
 use crate::content::{OPENAPI, TEXT};
@@ -72,6 +76,16 @@ pub enum Pending {
     },
     Readyz {
         started: Instant,
+    },
+    /// The subscription API (`crate::push::api`).
+    Webhooks {
+        started: Instant,
+        call: crate::push::api::Admitted,
+    },
+    /// The e-mail alerts pages (`crate::push::alerts`).
+    Alerts {
+        started: Instant,
+        step: crate::push::alerts::Admitted,
     },
 }
 
@@ -106,6 +120,15 @@ impl Public<'_> {
                     Step::Pending(Pending::Suivi { started, batch }),
                 ),
                 Err(response) => done(Route::Suivi, response),
+            };
+        }
+        if let Some(rest) = req.path.strip_prefix(crate::push::api::PREFIX) {
+            return match crate::push::api::admit(self.app, req, self.peer, rest) {
+                Ok(call) => (
+                    Route::Webhooks,
+                    Step::Pending(Pending::Webhooks { started, call }),
+                ),
+                Err(response) => done(Route::Webhooks, response),
             };
         }
         let challenges = self.app.guard.takes_challenges();
@@ -148,6 +171,16 @@ impl Public<'_> {
                 return done(Route::Track, Response::method_not_allowed("GET, HEAD"));
             }
             return self.lookup(req, started, Route::Track, segment, Page::Html(pl));
+        }
+        if let Some(rest) = rest.strip_prefix("/alerts/") {
+            use crate::push::alerts::{Decided, admit};
+            return match admit(self.app, req, self.peer, pl, rest) {
+                Decided::Now(response) => done(Route::Alerts, response),
+                Decided::Later(step) => (
+                    Route::Alerts,
+                    Step::Pending(Pending::Alerts { started, step }),
+                ),
+            };
         }
         match rest {
             "/" if get => done(
@@ -223,6 +256,16 @@ impl edge::Service for Public<'_> {
                 suivi::finish(self.app, self.peer, batch).await,
             ),
             Pending::Readyz { started } => (Route::Readyz, started, readyz(self.app).await),
+            Pending::Webhooks { started, call } => (
+                Route::Webhooks,
+                started,
+                crate::push::api::finish(self.app, call).await,
+            ),
+            Pending::Alerts { started, step } => (
+                Route::Alerts,
+                started,
+                crate::push::alerts::finish(self.app, step).await,
+            ),
         };
         self.record(route, &response, started);
         response

@@ -56,7 +56,7 @@ pub fn track_form(body: &[u8], pl: PageLang) -> Response {
 }
 
 /// The value of `name` in an `application/x-www-form-urlencoded` body.
-fn form_field(body: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn form_field(body: &[u8], name: &[u8]) -> Option<Vec<u8>> {
     body.split(|&b| b == b'&').find_map(|pair| {
         let (key, value) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
         if key != name {

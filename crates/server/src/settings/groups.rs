@@ -12,6 +12,7 @@ use rempart_shield::AttackMode;
 use super::define::{env_name, flag_value, settings};
 use super::values::{Bits, Millis, Ratio, Seconds, Secret, StoreKind, Switch, Threads, Wait};
 use crate::public::PublicUrl;
+use crate::push::config::{AllowList, Hidden, MailFrom, MasterKeySetting, SmtpRelay};
 
 settings! {
     /// The two listeners: addresses, threads, connection caps and timeouts.
@@ -68,6 +69,24 @@ settings! {
         pass_ttl_s: Seconds = "3600", "Seconds a pass earned by a proof of work is valid";
         shield_secret: Secret = "random", "Secret (64 hex characters) signing challenge passes, shared by nodes behind one load balancer (`random`: one per process)";
         filter_rebuild_s: Seconds = "600", "Seconds between rebuilds of the existence filter";
+    }
+}
+
+settings! {
+    /// Push: webhooks for merchants, e-mail alerts for customers (docs/webhooks.md).
+    PushSettings, PushArgs, "Push" {
+        push: Switch = "false", "Webhooks and e-mail alerts: the subscription API, the opt-in pages and the dispatcher (needs push_master_key)";
+        push_master_key: MasterKeySetting = "", "Master keys deriving webhook signing secrets, `VERSION:HEX64[,VERSION:HEX64…]`, the first current; the same on every node of a database";
+        push_allow: AllowList = "", "Addresses or CIDR blocks webhooks may reach although loopback, private, link-local… (SSRF allow-list; plain http only toward these)";
+        push_outbox_capacity: NonZeroU64 = "1000000", "Undelivered deliveries the outbox holds; beyond, deliveries are counted as overflow and ingest goes on";
+        push_endpoint_concurrency: NonZeroUsize = "4", "Deliveries in flight to one webhook endpoint at most";
+        push_timeout_ms: Millis = "15000", "Milliseconds one webhook delivery may take in all (resolution, connection, TLS, answer)";
+        push_retry_base_ms: Millis = "10000", "Milliseconds of the first retry's backoff (doubling per failure, full jitter, up to an hour; retried for 24 hours)";
+        smtp_relay: SmtpRelay = "", "SMTP relay for e-mail alerts: `smtp://host:port` (plain, local relay), `smtp+starttls://…` or `smtps://…`; empty: no e-mail alerts";
+        smtp_user: String = "", "User name at the SMTP relay (empty: no authentication)";
+        smtp_password: Hidden = "", "Password at the SMTP relay";
+        mail_from: MailFrom = "Suivi de colis <suivi@rempart.invalid>", "Sender of the e-mail alerts, `Name <address>`";
+        email_retention_days: u64 = "30", "Days an e-mail address is kept after its parcel's final event";
     }
 }
 

@@ -2,7 +2,8 @@
 //! then defaults. Every limit the server applies is one of these settings.
 //!
 //! Each setting is defined once, in `groups.rs`, in the group of the part that uses it
-//! ([`ListenerSettings`], [`StoreSettings`], [`ShieldSettings`], [`RunSettings`]); the
+//! ([`ListenerSettings`], [`StoreSettings`], [`ShieldSettings`], [`PushSettings`],
+//! [`RunSettings`]); the
 //! `settings!` machinery (`define.rs`) derives its flag, variable, config-file key, `--help`
 //! line and its entry in [`all`]. Values are typed (`values.rs`): a setting that resolved is
 //! valid.
@@ -16,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 pub use define::Definition;
 pub use groups::{
-    ListenerArgs, ListenerSettings, RunArgs, RunSettings, ShieldArgs, ShieldSettings, StoreArgs,
-    StoreSettings,
+    ListenerArgs, ListenerSettings, PushArgs, PushSettings, RunArgs, RunSettings, ShieldArgs,
+    ShieldSettings, StoreArgs, StoreSettings,
 };
 pub use values::StoreKind;
 
@@ -34,6 +35,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub shield: ShieldArgs,
     #[command(flatten)]
+    pub push: PushArgs,
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
@@ -43,6 +46,7 @@ pub struct Settings {
     pub listeners: ListenerSettings,
     pub store: StoreSettings,
     pub shield: ShieldSettings,
+    pub push: PushSettings,
     pub run: RunSettings,
 }
 
@@ -66,6 +70,7 @@ pub fn all() -> impl Iterator<Item = &'static Definition> {
         ListenerSettings::LIST,
         StoreSettings::LIST,
         ShieldSettings::LIST,
+        PushSettings::LIST,
         RunSettings::LIST,
     ]
     .into_iter()
@@ -83,6 +88,7 @@ impl Settings {
             listeners: ListenerSettings::resolve(args.listeners, &file)?,
             store: StoreSettings::resolve(args.store, &file)?,
             shield: ShieldSettings::resolve(args.shield, &file)?,
+            push: PushSettings::resolve(args.push, &file)?,
             run: RunSettings::resolve(args.run, &file)?,
         })
     }
@@ -93,6 +99,7 @@ impl Settings {
             listeners: ListenerSettings::defaults(),
             store: StoreSettings::defaults(),
             shield: ShieldSettings::defaults(),
+            push: PushSettings::defaults(),
             run: RunSettings::defaults(),
         }
     }

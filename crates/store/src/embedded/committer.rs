@@ -19,11 +19,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use fjall::PersistMode;
-use rempart_domain::Event;
+use fjall::{OwnedWriteBatch, PersistMode};
+use rempart_domain::{Event, StoredEvent};
 use tokio::sync::oneshot;
 
 use super::Shared;
+use super::outbox::{self, PushState};
 use super::tables::{RECEIVED_KEY, Tables, describe};
 use crate::{AppendOutcome, StoreError, codec};
 
@@ -169,16 +170,71 @@ impl Committer {
         }
     }
 
-    /// Writes a group as one atomic batch and makes it durable with one fsync.
+    /// Writes a group as one atomic batch, with the push deliveries it makes (`outbox.rs`), and
+    /// makes it durable with one fsync.
     fn write(&mut self, t: &Tables, group: &[Job]) -> Result<Vec<AppendOutcome>, GroupFailure> {
-        let nothing_written = |what: &'static str| {
-            move |e| GroupFailure::NothingWritten(format!("{what}: {}", describe(&e)))
-        };
-        let mut seen: HashSet<&str> = HashSet::new();
+        let shared = self.shared.clone();
+        // Held until the group is durable: no push write interleaves with the outbox's.
+        let mut push = shared.push_state();
         let mut batch = t.db.batch();
+        let (outcomes, watched_events) = self.stage_events(t, &push, &mut batch, group)?;
+        let counters = if watched_events.is_empty() {
+            None
+        } else {
+            let capacity = shared.options.outbox_capacity;
+            outbox::plan(
+                t,
+                &mut batch,
+                &push,
+                &watched_events,
+                capacity,
+                outbox::now(),
+            )
+            .map_err(|e| GroupFailure::NothingWritten(format!("planning push deliveries: {e}")))?
+        };
+        if batch.is_empty() {
+            return Ok(outcomes);
+        }
+        batch.insert(
+            &t.meta,
+            RECEIVED_KEY.to_vec(),
+            self.received.to_be_bytes().to_vec(),
+        );
+        batch.commit().map_err(|e| {
+            GroupFailure::NothingWritten(format!("writing to the journal: {}", describe(&e)))
+        })?;
+        t.db.persist(PersistMode::SyncAll).map_err(|e| {
+            GroupFailure::OutcomeUnknown(format!(
+                "flushing and fsyncing the journal: {}",
+                describe(&e)
+            ))
+        })?;
+        if let Some(counters) = counters {
+            push.counters = counters;
+        }
+        Ok(outcomes)
+    }
+
+    /// Adds the group's new events to `batch` (duplicates by `event_id` left out) and returns
+    /// each batch's outcome and, when some parcel is watched, each batch's accepted events of
+    /// watched parcels (empty when none is).
+    fn stage_events(
+        &mut self,
+        t: &Tables,
+        push: &PushState,
+        batch: &mut OwnedWriteBatch,
+        group: &[Job],
+    ) -> Result<(Vec<AppendOutcome>, Vec<Vec<StoredEvent>>), GroupFailure> {
+        let nothing_written = |what: &'static str| {
+            move |e: fjall::Error| GroupFailure::NothingWritten(format!("{what}: {}", describe(&e)))
+        };
+        let watching = !push.watched.is_empty();
+        let mut seen: HashSet<&str> = HashSet::new();
         let mut outcomes = Vec::with_capacity(group.len());
+        let mut watched_events = Vec::new();
         for job in group {
             let mut outcome = AppendOutcome::default();
+            let mut watched = Vec::new();
             for event in &job.batch {
                 let id = event.event_id.as_str();
                 let known = seen.contains(id)
@@ -192,36 +248,28 @@ impl Committer {
                 }
                 seen.insert(id);
                 self.received += 1;
-                let key =
-                    codec::event_key(&event.tracking_number, event.occurred_at, self.received);
+                let tn = &event.tracking_number;
+                let key = codec::event_key(tn, event.occurred_at, self.received);
                 batch.insert(&t.events, key.to_vec(), codec::encode_value(event));
                 batch.insert(&t.ids, id.as_bytes().to_vec(), key.to_vec());
-                batch.insert(
-                    &t.parcels,
-                    event.tracking_number.as_bytes().to_vec(),
-                    Vec::new(),
-                );
+                batch.insert(&t.parcels, tn.as_bytes().to_vec(), Vec::new());
                 outcome.accepted += 1;
+                if watching
+                    && push.watched.contains(t, tn).map_err(|e| {
+                        GroupFailure::NothingWritten(format!("reading subscriptions: {e}"))
+                    })?
+                {
+                    watched.push(StoredEvent {
+                        event: event.clone(),
+                        received: self.received,
+                    });
+                }
             }
             outcomes.push(outcome);
+            if watching {
+                watched_events.push(watched);
+            }
         }
-        if batch.is_empty() {
-            return Ok(outcomes);
-        }
-        batch.insert(
-            &t.meta,
-            RECEIVED_KEY.to_vec(),
-            self.received.to_be_bytes().to_vec(),
-        );
-        batch
-            .commit()
-            .map_err(nothing_written("writing to the journal"))?;
-        t.db.persist(PersistMode::SyncAll).map_err(|e| {
-            GroupFailure::OutcomeUnknown(format!(
-                "flushing and fsyncing the journal: {}",
-                describe(&e)
-            ))
-        })?;
-        Ok(outcomes)
+        Ok((outcomes, watched_events))
     }
 }

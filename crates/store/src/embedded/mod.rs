@@ -23,11 +23,18 @@
 //! then (at most `CLOSE_FLUSH_TIMEOUT`): drop the last handle where blocking is fine.
 //!
 //! Keyspaces: `events` (see `codec`), `ids` (event id → event key), `parcels` (tracking number →
-//! nothing, for listing), `meta` (`received` high-water mark, written in the same batch).
+//! nothing, for listing), `meta` (`received` high-water mark, written in the same batch), `push`
+//! (webhook endpoints, subscriptions, e-mail alerts and the outbox, see `push_codec`).
+//!
+//! **Push** (`outbox.rs`, `push.rs`): a group commit that changes a subscribed parcel's status
+//! writes its deliveries in the same write batch as the events, under the same fsync.
 
 mod committer;
 mod health;
 mod options;
+mod outbox;
+mod push;
+mod push_codec;
 mod queue;
 mod recovery;
 mod tables;
@@ -37,7 +44,7 @@ pub use options::*;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -52,6 +59,7 @@ use crate::{
 };
 use committer::{Committer, Job};
 use health::Health;
+use outbox::PushState;
 use queue::{QueueGauge, batch_bytes};
 use tables::{Tables, engine};
 
@@ -82,6 +90,11 @@ impl CommitStats {
 struct Shared {
     /// The open database; `None` only while a recovery re-opens it, or after a re-open failed.
     tables: RwLock<Option<Tables>>,
+    /// Taken by every push write, the committer's included (`outbox.rs`); always after `tables`.
+    push: Mutex<PushState>,
+    /// The watched set's bytes as of the last push write, for `memory_use` (which must not wait
+    /// for the push lock while a commit holds it).
+    watched_bytes: AtomicU64,
     health: Health,
     queue: QueueGauge,
     stats: CommitStats,
@@ -93,6 +106,10 @@ struct Shared {
 impl Shared {
     fn db_dir(&self) -> PathBuf {
         self.dir.join(DB_DIR)
+    }
+
+    fn push_state(&self) -> MutexGuard<'_, PushState> {
+        self.push.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `read` on the open database; waits while a recovery re-opens it.
@@ -146,8 +163,11 @@ impl EmbeddedStore {
         }
         let tables = Tables::open(&dir.join(DB_DIR), &options)?;
         let received = tables.received()?;
+        let push = PushState::load(&tables, options.watched_in_memory_max)?;
         let shared = Arc::new(Shared {
             tables: RwLock::new(Some(tables)),
+            watched_bytes: AtomicU64::new(push.watched.bytes()),
+            push: Mutex::new(push),
             health: Health::default(),
             queue: QueueGauge::default(),
             stats: CommitStats::default(),
@@ -363,6 +383,11 @@ impl EventStore for EmbeddedStore {
             MemoryUse {
                 consumer: "pinned_index_and_filter_blocks",
                 bytes: pinned,
+                bound_bytes: None,
+            },
+            MemoryUse {
+                consumer: "watched_parcels",
+                bytes: self.shared.watched_bytes.load(Ordering::Relaxed),
                 bound_bytes: None,
             },
             MemoryUse {

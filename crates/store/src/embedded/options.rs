@@ -13,6 +13,9 @@ pub const DEFAULT_MAX_GROUP_EVENTS: usize = 50_000;
 pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
 /// Bytes of the engine's write buffers (memtables, active and being flushed, all keyspaces).
 pub const DEFAULT_WRITE_BUFFER_BYTES: u64 = 128 << 20;
+/// Parcels the in-memory set of watched parcels holds at most (about 28 MiB at the bound); past
+/// it, ingest looks each parcel up in the keyspace instead (`outbox.rs`).
+pub const DEFAULT_WATCHED_IN_MEMORY_MAX: usize = 1_000_000;
 /// How often a store that stopped taking writes probes the disk.
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -43,6 +46,11 @@ pub struct EmbeddedOptions {
     /// How often a store that stopped taking writes probes the disk (doubling, up to 32×, while
     /// recoveries keep failing again).
     pub probe_interval: Duration,
+    /// Undelivered push deliveries (pending, leased, dead) the outbox holds at most; a commit
+    /// that would go over writes what fits and counts the rest (`push::admit`).
+    pub outbox_capacity: u64,
+    /// Watched parcels kept in memory at most, see [`DEFAULT_WATCHED_IN_MEMORY_MAX`].
+    pub watched_in_memory_max: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -54,6 +62,8 @@ impl Default for EmbeddedOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             write_buffer_bytes: DEFAULT_WRITE_BUFFER_BYTES,
             probe_interval: DEFAULT_PROBE_INTERVAL,
+            outbox_capacity: crate::push::DEFAULT_OUTBOX_CAPACITY,
+            watched_in_memory_max: DEFAULT_WATCHED_IN_MEMORY_MAX,
         }
     }
 }

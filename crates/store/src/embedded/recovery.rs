@@ -21,6 +21,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Instant;
 
 use super::committer::{Committer, Job};
+use super::outbox::PushState;
 use super::tables::{JOURNAL_CLOSE_WAIT, Tables, wait_for_journal_closed};
 use crate::StoreError;
 
@@ -92,6 +93,9 @@ impl Committer {
         wait_for_journal_closed(&db_dir, JOURNAL_CLOSE_WAIT)?;
         let tables = Tables::open(&db_dir, &self.shared.options)?;
         let received = tables.received()?;
+        // The push state in memory may be ahead of what the journal kept: read it again.
+        *self.shared.push_state() =
+            PushState::load(&tables, self.shared.options.watched_in_memory_max)?;
         *slot = Some(tables);
         Ok(received)
     }

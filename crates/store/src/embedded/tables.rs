@@ -25,8 +25,9 @@ use super::EmbeddedOptions;
 use crate::StoreError;
 
 pub(super) const RECEIVED_KEY: &[u8] = b"received";
-/// Names of the keyspaces; the first holds the events and most of the bytes.
-const KEYSPACES: [&str; 4] = ["events", "ids", "parcels", "meta"];
+/// Names of the keyspaces; the first holds the events and most of the bytes. `push` holds
+/// endpoints, subscriptions and the outbox (`push_codec.rs`).
+const KEYSPACES: [&str; 5] = ["events", "ids", "parcels", "meta", "push"];
 /// How often a wait for fjall's flushes looks again.
 const FLUSH_POLL: Duration = Duration::from_millis(5);
 /// Longest wait for a closed engine instance to close its journal file.
@@ -59,6 +60,7 @@ pub(super) struct Tables {
     pub(super) ids: Keyspace,
     pub(super) parcels: Keyspace,
     pub(super) meta: Keyspace,
+    pub(super) push: Keyspace,
 }
 
 impl Tables {
@@ -79,18 +81,25 @@ impl Tables {
             })
             .map_err(engine(&opening))
         };
-        let [events, ids, parcels, meta] = KEYSPACES;
+        let [events, ids, parcels, meta, push] = KEYSPACES;
         Ok(Tables {
             events: open(events)?,
             ids: open(ids)?,
             parcels: open(parcels)?,
             meta: open(meta)?,
+            push: open(push)?,
             db,
         })
     }
 
-    fn keyspaces(&self) -> [&Keyspace; 4] {
-        [&self.events, &self.ids, &self.parcels, &self.meta]
+    fn keyspaces(&self) -> [&Keyspace; 5] {
+        [
+            &self.events,
+            &self.ids,
+            &self.parcels,
+            &self.meta,
+            &self.push,
+        ]
     }
 
     /// The `received` number of the last stored event (0 for an empty store).

@@ -8,6 +8,7 @@
 //! Pages link to each other by path, with the language in the path (`/en/track/{n}`); nothing
 //! here reads or writes a query string.
 
+pub mod alerts;
 mod challenge;
 mod pages;
 mod texts;
@@ -17,7 +18,10 @@ use std::fmt::Write as _;
 use rempart_domain::TrackingNumber;
 
 pub use challenge::{CHALLENGE_SCRIPT, challenge};
-pub use pages::{MAX_SHOWN_INPUT_CHARS, MAX_SUGGESTIONS, busy, home, invalid, not_found, parcel};
+pub use pages::{
+    MAX_SHOWN_INPUT_CHARS, MAX_SUGGESTIONS, busy, home, invalid, not_found, parcel,
+    parcel_with_alerts,
+};
 
 use crate::Lang;
 use texts::texts;

@@ -45,6 +45,13 @@ pub fn home(lang: Lang, suggestions: &[TrackingNumber]) -> String {
 /// `GET /track/{n}` for a parcel with events: where it stands, the five steps, its history.
 #[must_use]
 pub fn parcel(lang: Lang, view: &ParcelView, now: Timestamp) -> String {
+    parcel_with_alerts(lang, view, now, false)
+}
+
+/// [`parcel`], with the e-mail alerts form (`alerts::alerts_form`) when `alerts` is true and the
+/// parcel is not final yet (a final parcel has nothing more to tell).
+#[must_use]
+pub fn parcel_with_alerts(lang: Lang, view: &ParcelView, now: Timestamp, alerts: bool) -> String {
     let t = texts(lang);
     let tn = &view.tracking_number;
     let progress = Progress::of(view);
@@ -53,6 +60,9 @@ pub fn parcel(lang: Lang, view: &ParcelView, now: Timestamp) -> String {
     summary(&mut main, lang, view, progress, now);
     steps(&mut main, t, lang, progress);
     history(&mut main, t, lang, view, now);
+    if alerts && !view.is_final {
+        main.push_str(&super::alerts::alerts_form(lang, tn));
+    }
     let _ = write!(
         main,
         "<h2>{}</h2>{}",
