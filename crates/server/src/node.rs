@@ -60,8 +60,9 @@ pub type StoreOpener = Box<
 >;
 
 /// How much lower the public runtimes' threads (workers and the blocking pool where embedded
-/// storage reads run) are scheduled than the rest of the process: the priority runtime (proven
-/// clients) at [`PUBLIC_NICE`], the open runtime (everyone else) at [`OPEN_NICE`]. Under a
+/// storage reads run) are scheduled than the rest of the process, in nice levels added to the
+/// process's: the priority runtime (proven clients) [`PUBLIC_NICE`] lower, the open runtime
+/// (everyone else) [`OPEN_NICE`] lower (capped at nice 19). Under a
 /// flood, the kernel runs ingest first, then proven clients, then the rest (CFS weights 1024,
 /// 335 and 15: a runnable priority thread gets ~22 times an open one's share).
 pub const PUBLIC_NICE: i32 = 5;
@@ -84,17 +85,26 @@ pub fn init_logging(settings: &Settings) {
     };
 }
 
-/// Lowers the calling thread's scheduling priority by [`PUBLIC_NICE`]. When a flood keeps the
-/// public threads busy on the same cores as ingest, the kernel then gives the ingest runtime and
-/// the store's committer about three times their share and wakes them first: ingest never waits
-/// behind public lookups, down to the CPU scheduler. (Linux: `setpriority` on a thread id
-/// affects that thread only.)
-fn lower_priority(nice: i32) {
+/// Lowers the calling thread's scheduling priority by `by` nice levels below the process's
+/// (capped at 19). When a flood keeps the public threads busy on the same cores as ingest, the
+/// kernel then gives the ingest runtime and the store's committer a larger share and wakes them
+/// first: ingest never waits behind public lookups, down to the CPU scheduler. Relative, not
+/// absolute: a node started under `nice 10` must not have its public threads *raised* above
+/// ingest (root may lower a nice value). (Linux: `setpriority` on a thread id affects that
+/// thread only.)
+fn lower_priority(by: i32) {
     #[cfg(target_os = "linux")]
-    // SAFETY: setpriority and gettid only read their integer arguments.
+    // SAFETY: getpriority, setpriority, getpid and gettid only read their integer arguments.
     unsafe {
+        // The main thread's nice (never lowered), not this thread's: a blocking-pool thread
+        // inherits its spawner's lowered nice and must not be lowered twice.
+        let process = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
         let tid = libc::gettid();
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
+        let _ = libc::setpriority(
+            libc::PRIO_PROCESS,
+            tid as libc::id_t,
+            process.saturating_add(by).min(19),
+        );
     }
 }
 
