@@ -172,6 +172,8 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     let public_listener = bind(rt.public(), settings.listeners.public)?;
     let ingest_listener = bind(&rt.ingest, settings.listeners.ingest)?;
     let store = rt.ingest.block_on(open_store(settings.clone()))?;
+    // Before anything can write to the store (demo data, ingest): the filter's snapshot.
+    let snapshot = filter_snapshot::take(&settings);
     // Dropped last, here: closing the embedded store flushes its write buffers (so a restart has
     // nothing to replay), which blocks, and must not be cut short by a runtime's shutdown.
     let store_handle = store.clone();
@@ -192,6 +194,8 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     if let Some(demo) = &demo {
         let _ = app.suggestions.set(demo.numbers());
     }
+    let demo_wrote = demo.as_ref().is_some_and(|d| d.written.is_some());
+    let restored = filter_snapshot::restore(&app, snapshot, demo_wrote);
     let public_addr = public_listener.local_addr().map_err(ServeError::Runtime)?;
     let ingest_addr = ingest_listener.local_addr().map_err(ServeError::Runtime)?;
 
@@ -201,7 +205,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         ingest: ingest_listener,
     }
     .spawn(&app, rt.public(), &rt.ingest, &stop_rx);
-    spawn_tasks(&app, &rt.ingest, &stop_rx);
+    spawn_tasks(&app, &rt.ingest, restored, &stop_rx);
     if app.guard.shield().is_some() {
         // The lag probe measures the runtime floods land on, so it runs there.
         let guard = app.guard.clone();
@@ -213,6 +217,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         });
     }
 
+    filter_snapshot::wait_for_first_build(&app, &rt.ingest);
     print_ready(&settings, demo.as_ref(), public_addr, ingest_addr);
     tracing::info!(%public_addr, %ingest_addr, "serving");
 
@@ -224,7 +229,9 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
             let _ = task.await;
         }
     });
-    rt.shutdown(settings.listeners.shutdown_grace_ms.duration(), app);
+    let grace = settings.listeners.shutdown_grace_ms.duration();
+    filter_snapshot::save(&app, &rt.ingest, grace);
+    rt.shutdown(grace, app);
     tracing::info!("closing the store");
     drop(store_handle);
     tracing::info!("stopped");
@@ -300,7 +307,7 @@ impl Listeners {
 }
 
 /// The background tasks, all on the ingest runtime.
-fn spawn_tasks(app: &Arc<App>, rt: &Runtime, stop: &watch::Receiver<bool>) {
+fn spawn_tasks(app: &Arc<App>, rt: &Runtime, filter_restored: bool, stop: &watch::Receiver<bool>) {
     rt.spawn(ops::sample(app.clone(), stop.clone()));
     {
         let app = app.clone();
@@ -317,6 +324,7 @@ fn spawn_tasks(app: &Arc<App>, rt: &Runtime, stop: &watch::Receiver<bool>) {
             app.store.clone(),
             app.guard.clone(),
             app.settings.shield.filter_rebuild_s.duration(),
+            filter_restored,
             stop.clone(),
         ));
         rt.spawn(guard::tasks::watch_attacks(app.guard.clone(), stop.clone()));
@@ -329,6 +337,106 @@ fn spawn_tasks(app: &Arc<App>, rt: &Runtime, stop: &watch::Receiver<bool>) {
             app.settings.store.change_poll_ms.duration(),
             stop.clone(),
         ));
+    }
+}
+
+/// Start and stop hooks of the existence filter's snapshot (`guard::snapshot`): embedded stores
+/// only (a shared database changes while this node is down).
+mod filter_snapshot {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use tokio::runtime::Runtime;
+
+    use crate::app::App;
+    use crate::guard::snapshot::{self, Restored};
+    use crate::settings::{Settings, StoreKind};
+
+    /// How long start waits for a first build of the filter before saying it listens (a small
+    /// store is listed in milliseconds: its node is ready at once; a large one is not ready,
+    /// `/readyz` 503, until the build is in place).
+    const FIRST_BUILD_WAIT: Duration = Duration::from_secs(2);
+
+    fn embedded(settings: &Settings) -> bool {
+        matches!(settings.store.store, StoreKind::Embedded)
+    }
+
+    /// Reads and deletes the snapshot (even with the shield off: writes are about to follow).
+    pub fn take(settings: &Settings) -> Result<Vec<u8>, String> {
+        match embedded(settings) {
+            true => snapshot::take(&settings.store.data),
+            false => Err("shared store: the filter is always rebuilt".into()),
+        }
+    }
+
+    /// Restores the snapshot into the filter unless the demo wrote to the store since. Whether
+    /// the filter is in force.
+    pub fn restore(app: &App, snapshot: Result<Vec<u8>, String>, demo_wrote: bool) -> bool {
+        let Some(shield) = app.guard.shield() else {
+            return false;
+        };
+        let outcome = match (snapshot, demo_wrote) {
+            (Err(why), _) => Restored::No(why),
+            (Ok(_), true) => Restored::No("demo data written since".into()),
+            (Ok(bytes), false) => snapshot::restore(&bytes, &shield.filter),
+        };
+        match outcome {
+            Restored::Yes { numbers, recent } => {
+                shield
+                    .filter_restored
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    numbers,
+                    recent,
+                    "existence filter restored from its snapshot"
+                );
+                true
+            }
+            Restored::No(why) => {
+                tracing::info!(%why, "existence filter not restored: rebuilding; not ready until built");
+                false
+            }
+        }
+    }
+
+    pub fn wait_for_first_build(app: &Arc<App>, rt: &Runtime) {
+        let started = Instant::now();
+        rt.block_on(async {
+            while !app.guard.filter_ready() && started.elapsed() < FIRST_BUILD_WAIT {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+
+    /// At a clean stop, once every ingest task has ended (so every acknowledged number is in the
+    /// filter): saves the filter. An ingest task still alive after `grace` might be an append
+    /// whose number never reaches the filter: then nothing is saved.
+    pub fn save(app: &App, ingest: &Runtime, grace: Duration) {
+        let Some(shield) = app.guard.shield() else {
+            return;
+        };
+        if !embedded(&app.settings) {
+            return;
+        }
+        let started = Instant::now();
+        let metrics = ingest.metrics();
+        while metrics.num_alive_tasks() > 0 && started.elapsed() < grace {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if metrics.num_alive_tasks() > 0 {
+            tracing::warn!("existence filter not saved: ingest tasks still running at shutdown");
+            return;
+        }
+        match snapshot::save(&app.settings.store.data, &shield.filter) {
+            Ok(bytes) => tracing::info!(
+                bytes,
+                took_ms = started.elapsed().as_millis() as u64,
+                "existence filter saved"
+            ),
+            Err(why) => {
+                tracing::warn!(%why, "existence filter not saved; the next start rebuilds it")
+            }
+        }
     }
 }
 

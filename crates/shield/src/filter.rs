@@ -201,10 +201,16 @@ impl ExistenceFilter {
         Ok(snapshot::encode(meta, probe, self.len(), &base, &recent))
     }
 
-    /// Replaces the filter's state by a snapshot's, once every check passed (on any refusal
-    /// the filter is left as it was). Returns what the snapshot says of itself.
-    pub fn restore(&self, bytes: &[u8]) -> Result<SnapshotMeta, SnapshotError> {
+    /// Replaces the filter's state by a snapshot's, once every check passed and `accept` agreed
+    /// that the snapshot still covers the store (on any refusal the filter is left as it was).
+    /// Returns what the snapshot says of itself.
+    pub fn restore(
+        &self,
+        bytes: &[u8],
+        accept: impl FnOnce(&SnapshotMeta) -> Result<(), String>,
+    ) -> Result<SnapshotMeta, SnapshotError> {
         let decoded = snapshot::decode(bytes, snapshot::probe(key), self.max_recent)?;
+        accept(&decoded.meta).map_err(SnapshotError::Stale)?;
         let _one = self.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
         *self.base.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(decoded.base));
         self.recent[0].clear();

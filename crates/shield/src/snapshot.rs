@@ -56,6 +56,9 @@ pub enum SnapshotError {
     HashChanged,
     #[error("inconsistent: {0}")]
     Inconsistent(&'static str),
+    /// Sound, but refused by the caller: it may not cover the store.
+    #[error("does not cover the store: {0}")]
+    Stale(String),
 }
 
 /// A snapshot's content, checked.
@@ -282,7 +285,7 @@ mod tests {
 
     fn refused(bytes: &[u8]) -> SnapshotError {
         let f = ExistenceFilter::new(1_000);
-        let e = f.restore(bytes).expect_err("must be refused");
+        let e = f.restore(bytes, |_| Ok(())).expect_err("must be refused");
         assert!(
             !f.is_built(),
             "a refused snapshot leaves the filter unbuilt"
@@ -295,7 +298,7 @@ mod tests {
     fn a_restored_filter_answers_like_the_saved_one() {
         let (saved, bytes) = saved(10_000, 300);
         let f = ExistenceFilter::new(1_000);
-        assert_eq!(f.restore(&bytes).unwrap(), META);
+        assert_eq!(f.restore(&bytes, |_| Ok(())).unwrap(), META);
         assert!(f.is_built());
         assert_eq!((f.len(), f.recent_len()), (10_000, 300));
         for i in (0..10_000).chain(500_000..500_300) {
@@ -315,7 +318,7 @@ mod tests {
         for size in (0..300).chain([1_000, 4_096, 70_000]) {
             let (_, bytes) = saved(size, 0);
             let f = ExistenceFilter::new(10);
-            f.restore(&bytes)
+            f.restore(&bytes, |_| Ok(()))
                 .unwrap_or_else(|e| panic!("size {size}: {e}"));
             assert!(
                 (0..size).all(|i| f.check(&n(i)) == Verdict::Maybe),
@@ -394,6 +397,18 @@ mod tests {
         recent_count[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
         reseal(&mut recent_count);
         assert_eq!(refused(&recent_count), SnapshotError::Truncated);
+    }
+
+    #[test]
+    fn a_snapshot_the_caller_refuses_changes_nothing() {
+        let (_, bytes) = saved(50, 5);
+        let f = ExistenceFilter::new(1_000);
+        let e = f.restore(&bytes, |meta| match meta.clean {
+            true => Err("written before the last write".into()),
+            false => Ok(()),
+        });
+        assert!(matches!(e, Err(SnapshotError::Stale(_))));
+        assert!(!f.is_built());
     }
 
     #[test]

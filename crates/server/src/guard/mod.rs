@@ -12,6 +12,7 @@
 
 pub mod pressure;
 mod shield;
+pub mod snapshot;
 pub mod tasks;
 pub mod trust;
 
@@ -161,9 +162,15 @@ impl Guard {
         let Some(shield) = &self.shield else {
             return Admission::Admit(Priority::Anonymous);
         };
-        if claims.filter_trusted
-            && shield.filter.check(claims.number) == rempart_shield::Verdict::Absent
-        {
+        let answer = match claims.filter_trusted {
+            false => 2,
+            true => match shield.filter.check(claims.number) {
+                rempart_shield::Verdict::Absent => 0,
+                rempart_shield::Verdict::Maybe => 1,
+            },
+        };
+        shield.filter_answers[answer].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if answer == 0 {
             shield.refuse(Reason::Unknown, None);
             return Admission::Unknown;
         }
@@ -196,12 +203,24 @@ impl Guard {
     pub async fn storage_permit(&self, priority: Priority) -> Option<StoragePermit<'_>> {
         match &self.shield {
             None => Some(StoragePermit(None)),
-            Some(shield) => shield
-                .concurrency
-                .acquire(priority, shield.queue_deadline)
-                .await
-                .map(|permit| StoragePermit(Some(permit))),
+            Some(shield) => {
+                let permit = shield
+                    .concurrency
+                    .acquire(priority, shield.queue_deadline)
+                    .await?;
+                shield
+                    .storage_reads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(StoragePermit(Some(permit)))
+            }
         }
+    }
+
+    /// Whether the existence filter is in force (built, or restored at start); always with the
+    /// shield off. The public `/readyz` waits for it: until then every valid-looking number
+    /// would cost a storage read.
+    pub fn filter_ready(&self) -> bool {
+        self.shield.as_ref().is_none_or(|s| s.filter.is_built())
     }
 
     /// Whether challenges are answered here (`POST /v1/challenge` exists only with a shield).

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rempart_domain::TrackingNumber;
+use rempart_shield::ExistenceFilter;
 use rempart_store::EventStore;
 use tokio::sync::watch;
 
@@ -19,11 +20,21 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How soon a failed rebuild is tried again.
 const REBUILD_RETRY: Duration = Duration::from_secs(5);
 
-async fn rebuild_once(store: &dyn EventStore, shield: &Shield) -> Result<usize, String> {
+/// Lists every stored number, then builds the filter on a blocking thread (hashing, sorting and
+/// peeling 10 million numbers takes about a second: on this runtime's threads it would delay
+/// depots' acknowledgements), then puts it in place. Gives up when the node stops.
+async fn rebuild_once(
+    store: &dyn EventStore,
+    shield: &Shield,
+    stop: &watch::Receiver<bool>,
+) -> Result<usize, String> {
     shield.filter.begin_rebuild();
     let mut numbers: Vec<[u8; 13]> = Vec::new();
     let mut after: Option<TrackingNumber> = None;
     loop {
+        if *stop.borrow() {
+            return Err("the node is stopping".into());
+        }
         let page = store
             .tracking_numbers(after, REBUILD_PAGE)
             .await
@@ -34,27 +45,34 @@ async fn rebuild_once(store: &dyn EventStore, shield: &Shield) -> Result<usize, 
         numbers.extend(page.iter().map(|tn| *tn.as_bytes()));
         after = Some(last);
     }
-    shield.filter.finish_rebuild(&numbers)?;
-    Ok(numbers.len())
+    let listed = numbers.len();
+    let built = tokio::task::spawn_blocking(move || ExistenceFilter::build(&numbers))
+        .await
+        .map_err(|e| format!("the filter build failed: {e}"))??;
+    shield.filter.install(built);
+    Ok(listed)
 }
 
 /// Rebuilds the existence filter every `every`, and early when it asks for it (its recent set
-/// overflowed). Until a build succeeds the filter says "maybe": lookups go to storage.
+/// overflowed). Until a build succeeds the filter says "maybe": lookups go to storage (and the
+/// public `/readyz` says 503). `restored`: a snapshot put the filter in force at start, so the
+/// first rebuild waits a whole period.
 pub async fn rebuild_filter(
     store: Arc<dyn EventStore>,
     guard: Arc<Guard>,
     every: Duration,
+    restored: bool,
     mut stop: watch::Receiver<bool>,
 ) {
     let Some(shield) = guard.shield() else {
         return;
     };
-    let mut last = None::<Instant>;
+    let mut last = restored.then(Instant::now);
     loop {
         let due = last.is_none_or(|t| t.elapsed() >= every) || shield.filter.needs_rebuild();
         if due {
             let started = Instant::now();
-            match rebuild_once(store.as_ref(), shield).await {
+            match rebuild_once(store.as_ref(), shield, &stop).await {
                 Ok(n) => {
                     tracing::info!(
                         numbers = n,
