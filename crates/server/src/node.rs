@@ -324,6 +324,7 @@ fn spawn_tasks(app: &Arc<App>, rt: &Runtime, filter_restored: bool, stop: &watch
             app.store.clone(),
             app.guard.clone(),
             app.settings.shield.filter_rebuild_s.duration(),
+            usize::try_from(app.settings.shield.filter_max_parcels.get()).unwrap_or(usize::MAX),
             filter_restored,
             stop.clone(),
         ));

@@ -220,7 +220,9 @@ impl Guard {
     /// shield off. The public `/readyz` waits for it: until then every valid-looking number
     /// would cost a storage read.
     pub fn filter_ready(&self) -> bool {
-        self.shield.as_ref().is_none_or(|s| s.filter.is_built())
+        self.shield.as_ref().is_none_or(|s| {
+            s.filter.is_built() || s.filter_off.load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// Whether challenges are answered here (`POST /v1/challenge` exists only with a shield).
@@ -297,6 +299,27 @@ impl Guard {
         if let Some(shield) = &self.shield {
             shield.filter.degrade();
         }
+    }
+
+    /// The shield's large memory consumers with their bounds (none when off): the built filter
+    /// (bounded by `filter_max_parcels`, ~1.13 bytes a parcel) and its recent sets (fixed).
+    pub fn memory_use(&self, max_parcels: u64) -> Vec<rempart_store::MemoryUse> {
+        let Some(shield) = &self.shield else {
+            return Vec::new();
+        };
+        vec![
+            rempart_store::MemoryUse {
+                consumer: "existence_filter",
+                bytes: shield.filter.base_memory_bytes() as u64,
+                // The builder's array: 1.125 slots a key, plus three segments of slack.
+                bound_bytes: Some(max_parcels + max_parcels / 8 + (3 << 18)),
+            },
+            rempart_store::MemoryUse {
+                consumer: "existence_filter_recent",
+                bytes: shield.filter.recent_memory_bytes() as u64,
+                bound_bytes: Some(shield.filter.recent_memory_bytes() as u64),
+            },
+        ]
     }
 
     /// The shield's Prometheus samples (none when off).

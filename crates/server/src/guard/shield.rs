@@ -69,6 +69,8 @@ pub struct Shield {
     pub storage_reads: AtomicU64,
     /// 1 when the filter was restored from a snapshot at start.
     pub filter_restored: AtomicBool,
+    /// The store holds more parcels than `filter_max_parcels`: no filter (every answer "maybe").
+    pub filter_off: AtomicBool,
     window_requests: AtomicU64,
     window_refused: AtomicU64,
     window_latency: [AtomicU64; WINDOW_BUCKETS.len()],
@@ -113,6 +115,7 @@ impl Shield {
             filter_answers: Default::default(),
             storage_reads: AtomicU64::new(0),
             filter_restored: AtomicBool::new(false),
+            filter_off: AtomicBool::new(false),
             window_requests: AtomicU64::new(0),
             window_refused: AtomicU64::new(0),
             window_latency: Default::default(),
