@@ -16,6 +16,7 @@
 //! | [`app`] | the state both listeners share |
 //! | [`metrics`], [`ops`] | Prometheus counters, the live operations page |
 //! | [`tokens`], [`demo`] | ingest tokens, demo data |
+//! | [`import`] | `rempart import`: NDJSON event lines into the store, ingest's rules without HTTP |
 
 pub mod app;
 pub mod clock;
@@ -24,6 +25,7 @@ pub mod content;
 pub mod demo;
 pub mod edge;
 pub mod guard;
+pub mod import;
 pub mod ingest;
 mod labels;
 pub mod listener;
