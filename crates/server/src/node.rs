@@ -173,7 +173,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     let ingest_listener = bind(&rt.ingest, settings.listeners.ingest)?;
     let store = rt.ingest.block_on(open_store(settings.clone()))?;
     // Before anything can write to the store (demo data, ingest): the filter's snapshot.
-    let snapshot = filter_snapshot::take(&settings);
+    let snapshot = guard::snapshot::take_at_start(&settings);
     // Dropped last, here: closing the embedded store flushes its write buffers (so a restart has
     // nothing to replay), which blocks, and must not be cut short by a runtime's shutdown.
     let store_handle = store.clone();
@@ -195,7 +195,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         let _ = app.suggestions.set(demo.numbers());
     }
     let demo_wrote = demo.as_ref().is_some_and(|d| d.written.is_some());
-    let restored = filter_snapshot::restore(&app, snapshot, demo_wrote);
+    let restored = guard::snapshot::restore_at_start(&app.guard, snapshot, demo_wrote);
     let public_addr = public_listener.local_addr().map_err(ServeError::Runtime)?;
     let ingest_addr = ingest_listener.local_addr().map_err(ServeError::Runtime)?;
 
@@ -217,7 +217,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         });
     }
 
-    filter_snapshot::wait_for_first_build(&app, &rt.ingest);
+    guard::snapshot::wait_for_first_build(&app.guard, &rt.ingest);
     print_ready(&settings, demo.as_ref(), public_addr, ingest_addr);
     tracing::info!(%public_addr, %ingest_addr, "serving");
 
@@ -230,7 +230,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         }
     });
     let grace = settings.listeners.shutdown_grace_ms.duration();
-    filter_snapshot::save(&app, &rt.ingest, grace);
+    guard::snapshot::save_at_stop(&app.guard, &settings, &rt.ingest, grace);
     rt.shutdown(grace, app);
     tracing::info!("closing the store");
     drop(store_handle);
@@ -338,106 +338,6 @@ fn spawn_tasks(app: &Arc<App>, rt: &Runtime, filter_restored: bool, stop: &watch
             app.settings.store.change_poll_ms.duration(),
             stop.clone(),
         ));
-    }
-}
-
-/// Start and stop hooks of the existence filter's snapshot (`guard::snapshot`): embedded stores
-/// only (a shared database changes while this node is down).
-mod filter_snapshot {
-    use std::sync::Arc;
-    use std::time::{Duration, Instant};
-
-    use tokio::runtime::Runtime;
-
-    use crate::app::App;
-    use crate::guard::snapshot::{self, Restored};
-    use crate::settings::{Settings, StoreKind};
-
-    /// How long start waits for a first build of the filter before saying it listens (a small
-    /// store is listed in milliseconds: its node is ready at once; a large one is not ready,
-    /// `/readyz` 503, until the build is in place).
-    const FIRST_BUILD_WAIT: Duration = Duration::from_secs(2);
-
-    fn embedded(settings: &Settings) -> bool {
-        matches!(settings.store.store, StoreKind::Embedded)
-    }
-
-    /// Reads and deletes the snapshot (even with the shield off: writes are about to follow).
-    pub fn take(settings: &Settings) -> Result<Vec<u8>, String> {
-        match embedded(settings) {
-            true => snapshot::take(&settings.store.data),
-            false => Err("shared store: the filter is always rebuilt".into()),
-        }
-    }
-
-    /// Restores the snapshot into the filter unless the demo wrote to the store since. Whether
-    /// the filter is in force.
-    pub fn restore(app: &App, snapshot: Result<Vec<u8>, String>, demo_wrote: bool) -> bool {
-        let Some(shield) = app.guard.shield() else {
-            return false;
-        };
-        let outcome = match (snapshot, demo_wrote) {
-            (Err(why), _) => Restored::No(why),
-            (Ok(_), true) => Restored::No("demo data written since".into()),
-            (Ok(bytes), false) => snapshot::restore(&bytes, &shield.filter),
-        };
-        match outcome {
-            Restored::Yes { numbers, recent } => {
-                shield
-                    .filter_restored
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!(
-                    numbers,
-                    recent,
-                    "existence filter restored from its snapshot"
-                );
-                true
-            }
-            Restored::No(why) => {
-                tracing::info!(%why, "existence filter not restored: rebuilding; not ready until built");
-                false
-            }
-        }
-    }
-
-    pub fn wait_for_first_build(app: &Arc<App>, rt: &Runtime) {
-        let started = Instant::now();
-        rt.block_on(async {
-            while !app.guard.filter_ready() && started.elapsed() < FIRST_BUILD_WAIT {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-    }
-
-    /// At a clean stop, once every ingest task has ended (so every acknowledged number is in the
-    /// filter): saves the filter. An ingest task still alive after `grace` might be an append
-    /// whose number never reaches the filter: then nothing is saved.
-    pub fn save(app: &App, ingest: &Runtime, grace: Duration) {
-        let Some(shield) = app.guard.shield() else {
-            return;
-        };
-        if !embedded(&app.settings) {
-            return;
-        }
-        let started = Instant::now();
-        let metrics = ingest.metrics();
-        while metrics.num_alive_tasks() > 0 && started.elapsed() < grace {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if metrics.num_alive_tasks() > 0 {
-            tracing::warn!("existence filter not saved: ingest tasks still running at shutdown");
-            return;
-        }
-        match snapshot::save(&app.settings.store.data, &shield.filter) {
-            Ok(bytes) => tracing::info!(
-                bytes,
-                took_ms = started.elapsed().as_millis() as u64,
-                "existence filter saved"
-            ),
-            Err(why) => {
-                tracing::warn!(%why, "existence filter not saved; the next start rebuilds it")
-            }
-        }
     }
 }
 

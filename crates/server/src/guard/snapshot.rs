@@ -23,8 +23,18 @@
 
 use std::io::Write as _;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rempart_shield::{ExistenceFilter, SnapshotError, SnapshotMeta};
+use tokio::runtime::Runtime;
+
+use super::Guard;
+use crate::settings::{Settings, StoreKind};
+
+/// How long start waits for a first build of the filter before saying it listens (a small store
+/// is listed in milliseconds: its node is ready at once; a large one is not ready, `/readyz`
+/// 503, until the build is in place).
+const FIRST_BUILD_WAIT: Duration = Duration::from_secs(2);
 
 /// The snapshot's file in the data directory.
 pub const FILE: &str = "existence-filter.snap";
@@ -37,6 +47,92 @@ pub enum Restored {
     Yes { numbers: usize, recent: usize },
     /// No usable snapshot: rebuild (why, for the log).
     No(String),
+}
+
+fn embedded(settings: &Settings) -> bool {
+    matches!(settings.store.store, StoreKind::Embedded)
+}
+
+/// Start, before anything can write to the store: reads and deletes the snapshot (even with the
+/// shield off: writes are about to follow). Embedded stores only.
+pub fn take_at_start(settings: &Settings) -> Result<Vec<u8>, String> {
+    match embedded(settings) {
+        true => take(&settings.store.data),
+        false => Err("shared store: the filter is always rebuilt".into()),
+    }
+}
+
+/// Start, once the guard exists: restores the snapshot into the filter unless demo data was
+/// written since it was read. Whether the filter is in force.
+pub fn restore_at_start(
+    guard: &Guard,
+    snapshot: Result<Vec<u8>, String>,
+    demo_wrote: bool,
+) -> bool {
+    let Some(shield) = guard.shield() else {
+        return false;
+    };
+    let outcome = match (snapshot, demo_wrote) {
+        (Err(why), _) => Restored::No(why),
+        (Ok(_), true) => Restored::No("demo data written since".into()),
+        (Ok(bytes), false) => restore(&bytes, &shield.filter),
+    };
+    match outcome {
+        Restored::Yes { numbers, recent } => {
+            shield
+                .filter_restored
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                numbers,
+                recent,
+                "existence filter restored from its snapshot"
+            );
+            true
+        }
+        Restored::No(why) => {
+            tracing::info!(%why, "existence filter not restored: rebuilding; not ready until built");
+            false
+        }
+    }
+}
+
+/// Start, before the listening line: waits up to [`FIRST_BUILD_WAIT`] for the filter.
+pub fn wait_for_first_build(guard: &Guard, rt: &Runtime) {
+    let started = Instant::now();
+    rt.block_on(async {
+        while !guard.filter_ready() && started.elapsed() < FIRST_BUILD_WAIT {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+}
+
+/// Clean stop, once the listeners drained: when every task of the ingest runtime has ended
+/// (so every acknowledged number is in the filter), saves the filter. A task still alive after
+/// `grace` might be an append whose number never reaches the filter: nothing is saved then.
+pub fn save_at_stop(guard: &Guard, settings: &Settings, ingest: &Runtime, grace: Duration) {
+    let Some(shield) = guard.shield() else {
+        return;
+    };
+    if !embedded(settings) {
+        return;
+    }
+    let started = Instant::now();
+    let metrics = ingest.metrics();
+    while metrics.num_alive_tasks() > 0 && started.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if metrics.num_alive_tasks() > 0 {
+        tracing::warn!("existence filter not saved: ingest tasks still running at shutdown");
+        return;
+    }
+    match save(&settings.store.data, &shield.filter) {
+        Ok(bytes) => tracing::info!(
+            bytes,
+            took_ms = started.elapsed().as_millis() as u64,
+            "existence filter saved"
+        ),
+        Err(why) => tracing::warn!(%why, "existence filter not saved; the next start rebuilds it"),
+    }
 }
 
 /// Reads and deletes the snapshot in `dir`. Call before anything can write to the store: from
