@@ -81,7 +81,9 @@ impl ParcelCache {
     pub fn new(capacity: usize, bound_bytes: u64) -> Self {
         let capacity = capacity.max(1);
         let bound_bytes = bound_bytes.max(1);
-        let floor = (bound_bytes / capacity as u64).max(1);
+        // One more than `capacity` in the divisor: an entry weighing the whole bound would not
+        // fit at all (a cache of one entry would cache nothing).
+        let floor = (bound_bytes / (capacity as u64 + 1)).max(1);
         ParcelCache {
             entries: quick_cache::sync::Cache::with_weighter(
                 capacity,
@@ -209,6 +211,17 @@ mod tests {
             cache.fill(tn, CachedParcel::new(view(tn, EventCode::Pc1)), stamp);
         }
         assert!(cache.len() <= 200, "{}", cache.len());
+    }
+
+    #[test]
+    fn a_small_cache_holds_its_entries() {
+        for capacity in [1, 2, 10] {
+            let cache = ParcelCache::new(capacity, 128 << 20);
+            let tn = TrackingNumber::parse("RR123456785FR").unwrap();
+            let stamp = cache.stamp(&tn);
+            cache.fill(tn, CachedParcel::new(view(tn, EventCode::Pc1)), stamp);
+            assert!(cache.get(&tn).is_some(), "capacity {capacity}");
+        }
     }
 
     #[test]

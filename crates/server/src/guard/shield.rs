@@ -245,6 +245,11 @@ impl Shield {
                 u64::from(self.filter.is_built()),
             ),
             (
+                "rempart_filter_exact",
+                "1 while the existence filter holds every known number (built, recent set not overflowed): what a clean stop can save.",
+                u64::from(self.filter.is_built() && !self.filter.needs_rebuild()),
+            ),
+            (
                 "rempart_filter_restored",
                 "1 when the existence filter was restored from the snapshot saved at the last clean stop.",
                 u64::from(self.filter_restored.load(Relaxed)),
