@@ -28,6 +28,16 @@ enum Command {
     /// Each setting comes from its flag, else its REMPART_* variable, else the config file
     /// (TOML, same names with underscores), else its default.
     Serve(Box<ServeArgs>),
+    /// Import NDJSON event lines (the ingest format) into the store, in batches of 10,000:
+    /// the same validation and `event_id` idempotency as ingest, without HTTP. For large fills;
+    /// run it while no node serves the data directory. Takes `serve`'s settings (data
+    /// directory, store, memory bounds).
+    Import {
+        /// The file to read; `-` reads standard input
+        file: PathBuf,
+        #[command(flatten)]
+        args: Box<ServeArgs>,
+    },
     /// Manage ingest tokens.
     Token {
         #[command(subcommand)]
@@ -105,6 +115,7 @@ enum KeyCommand {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Serve(args) => serve(*args),
+        Command::Import { file, args } => import(&file, *args),
         Command::Token { command } => token(command),
         Command::Key { command } => key(command),
         Command::Siege(args) => rempart_siege::run(args),
@@ -228,7 +239,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     rempart_server::init_logging(&settings);
     // The node binds its listeners before it opens the store: a port in use is reported before
     // anything is created on disk.
-    let opener: rempart_server::StoreOpener = Box::new(|settings: Settings| {
+    rempart_server::run(settings, store_opener())?;
+    Ok(())
+}
+
+/// Opens the store the settings name (on the caller's runtime).
+fn store_opener() -> rempart_server::StoreOpener {
+    Box::new(|settings: Settings| {
         Box::pin(async move {
             // The push side is the same store: its outbox is written in the events' commit.
             let capacity = settings.push.push_outbox_capacity.get();
@@ -260,8 +277,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 }
             })
         })
-    });
-    rempart_server::run(settings, opener)?;
+    })
+}
+
+fn import(file: &std::path::Path, args: ServeArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let settings = Settings::resolve(args)?;
+    rempart_server::init_logging(&settings);
+    let input: Box<dyn std::io::BufRead> = match file.to_str() {
+        Some("-") => Box::new(std::io::stdin().lock()),
+        _ => Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+        )),
+    };
+    let started = std::time::Instant::now();
+    let done = rempart_server::import::run(settings, store_opener(), input)?;
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "imported {} lines: {} events stored, {} duplicates, in {took:.1} s ({:.0} lines/s)",
+        done.lines,
+        done.accepted,
+        done.duplicates,
+        done.lines as f64 / took.max(1e-9)
+    );
     Ok(())
 }
 

@@ -54,6 +54,7 @@ impl App {
             store,
             coherence: Arc::new(Coherence::new(
                 settings.store.cache_entries.get(),
+                settings.store.cache_mb.get() << 20,
                 shared_store,
             )),
             guard: Arc::new(Guard::new(&settings.shield)),
@@ -109,11 +110,43 @@ impl App {
             ));
         }
         self.render_store(&mut out);
+        self.render_memory(&mut out);
         self.guard.render_metrics(&mut out);
         if let Some(push) = &self.push {
             push.render_metrics(&mut out);
         }
         out
+    }
+
+    /// The node's own large memory consumers (the store's are in `render_store`), each with the
+    /// bound its setting gives.
+    fn render_memory(&self, out: &mut String) {
+        let cache = &self.coherence.cache;
+        let mut memory = vec![rempart_store::MemoryUse {
+            consumer: "response_cache",
+            bytes: cache.memory_bytes(),
+            bound_bytes: Some(cache.bound_bytes()),
+        }];
+        memory.extend(
+            self.guard
+                .memory_use(self.settings.shield.filter_max_parcels.get()),
+        );
+        out.push_str("# HELP rempart_memory_bytes Memory of the node's large consumers outside the store, by consumer (the response cache's is estimated).\n# TYPE rempart_memory_bytes gauge\n");
+        for m in &memory {
+            out.push_str(&format!(
+                "rempart_memory_bytes{{consumer=\"{}\"}} {}\n",
+                m.consumer, m.bytes
+            ));
+        }
+        out.push_str("# HELP rempart_memory_bound_bytes The bound of each of the node's memory consumers outside the store (from its setting).\n# TYPE rempart_memory_bound_bytes gauge\n");
+        for m in &memory {
+            if let Some(bound) = m.bound_bytes {
+                out.push_str(&format!(
+                    "rempart_memory_bound_bytes{{consumer=\"{}\"}} {bound}\n",
+                    m.consumer
+                ));
+            }
+        }
     }
 
     /// The store's write health and memory consumers.

@@ -17,6 +17,7 @@
 //! | [`metrics`], [`ops`] | Prometheus counters, the live operations page |
 //! | [`tokens`], [`demo`] | ingest tokens, demo data |
 //! | [`push`] | webhooks and e-mail alerts wired in: API keys, the subscription API, the opt-in pages, the dispatcher's tasks |
+//! | [`import`] | `rempart import`: NDJSON event lines into the store, ingest's rules without HTTP |
 
 pub mod app;
 pub mod clock;
@@ -25,6 +26,7 @@ pub mod content;
 pub mod demo;
 pub mod edge;
 pub mod guard;
+pub mod import;
 pub mod ingest;
 mod labels;
 pub mod listener;

@@ -191,6 +191,8 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         events: store,
         push: push_store,
     } = rt.ingest.block_on(open_store(settings.clone()))?;
+    // Before anything can write to the store (demo data, ingest): the filter's snapshot.
+    let snapshot = guard::snapshot::take_at_start(&settings);
     // Dropped last, here: closing the embedded store flushes its write buffers (so a restart has
     // nothing to replay), which blocks, and must not be cut short by a runtime's shutdown.
     let store_handle = store.clone();
@@ -222,6 +224,8 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     if let Some(demo) = &demo {
         let _ = app.suggestions.set(demo.numbers());
     }
+    let demo_wrote = demo.as_ref().is_some_and(|d| d.written.is_some());
+    let restored = guard::snapshot::restore_at_start(&app.guard, snapshot, demo_wrote);
     let public_addr = public_listener.local_addr().map_err(ServeError::Runtime)?;
     let ingest_addr = ingest_listener.local_addr().map_err(ServeError::Runtime)?;
 
@@ -231,7 +235,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         ingest: ingest_listener,
     }
     .spawn(&app, rt.public(), &rt.ingest, &stop_rx);
-    spawn_tasks(&app, &rt.ingest, &stop_rx);
+    spawn_tasks(&app, &rt.ingest, restored, &stop_rx);
     if let Some(push) = &app.push {
         // The dispatcher, the confirmation mailer and push's housekeeping: ingest-side work.
         push.spawn(&rt.ingest, &stop_rx);
@@ -247,6 +251,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         });
     }
 
+    guard::snapshot::wait_for_first_build(&app.guard, &rt.ingest);
     print_ready(&settings, demo.as_ref(), public_addr, ingest_addr);
     tracing::info!(%public_addr, %ingest_addr, "serving");
 
@@ -258,7 +263,9 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
             let _ = task.await;
         }
     });
-    rt.shutdown(settings.listeners.shutdown_grace_ms.duration(), app);
+    let grace = settings.listeners.shutdown_grace_ms.duration();
+    guard::snapshot::save_at_stop(&app.guard, &settings, &rt.ingest, grace);
+    rt.shutdown(grace, app);
     tracing::info!("closing the store");
     drop(store_handle);
     tracing::info!("stopped");
@@ -334,7 +341,7 @@ impl Listeners {
 }
 
 /// The background tasks, all on the ingest runtime.
-fn spawn_tasks(app: &Arc<App>, rt: &Runtime, stop: &watch::Receiver<bool>) {
+fn spawn_tasks(app: &Arc<App>, rt: &Runtime, filter_restored: bool, stop: &watch::Receiver<bool>) {
     rt.spawn(ops::sample(app.clone(), stop.clone()));
     {
         let app = app.clone();
@@ -356,6 +363,8 @@ fn spawn_tasks(app: &Arc<App>, rt: &Runtime, stop: &watch::Receiver<bool>) {
             app.store.clone(),
             app.guard.clone(),
             app.settings.shield.filter_rebuild_s.duration(),
+            usize::try_from(app.settings.shield.filter_max_parcels.get()).unwrap_or(usize::MAX),
+            filter_restored,
             stop.clone(),
         ));
         rt.spawn(guard::tasks::watch_attacks(app.guard.clone(), stop.clone()));

@@ -7,6 +7,12 @@
 //! before it started stay in the previous one until the new filter (which contains them) replaces
 //! the old one. Until the first build is done, or after the recent sets overflowed their bound,
 //! the filter answers `Maybe` for everything: it may cost storage reads, it never hides a parcel.
+//!
+//! A filter saves itself as a snapshot ([`ExistenceFilter::snapshot`], format in `snapshot.rs`)
+//! and a restarted node restores it ([`ExistenceFilter::restore`]) instead of waiting for a
+//! rebuild; whether a snapshot still covers the store is the server's call. Building is split
+//! in two ([`ExistenceFilter::build`], heavy and pure, then [`ExistenceFilter::install`]) so the
+//! caller can build off its async threads.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,6 +21,7 @@ use std::sync::{Arc, RwLock};
 use xorf::{BinaryFuse8, Filter};
 
 use crate::recent::RecentSet;
+use crate::snapshot::{self, SnapshotError, SnapshotMeta};
 
 /// Numbers remembered since the last rebuild, at most; past it, the filter stops refusing until
 /// the next rebuild (which the server starts early).
@@ -26,6 +33,12 @@ pub enum Verdict {
     Absent,
     /// Possibly known (or the filter cannot tell yet): ask storage.
     Maybe,
+}
+
+/// A filter built from a listing, not yet in place (see [`ExistenceFilter::build`]).
+pub struct Built {
+    base: BinaryFuse8,
+    numbers: usize,
 }
 
 /// A fixed (not per-process random) hash: filters built and queried anywhere agree.
@@ -123,16 +136,32 @@ impl ExistenceFilter {
         }
     }
 
-    /// Installs a filter built from every number storage listed since `begin_rebuild`.
-    pub fn finish_rebuild(&self, numbers: &[[u8; 13]]) -> Result<(), String> {
-        let mut keys: Vec<u64> = numbers.iter().map(|n| key(n)).collect();
+    /// The filter's key of a number: a listing hashes each page as it comes (8 bytes a number
+    /// held until the build, not 13).
+    pub fn key_of(number: &[u8]) -> u64 {
+        key(number)
+    }
+
+    /// Builds a filter from the keys ([`ExistenceFilter::key_of`]) of every number storage
+    /// listed since `begin_rebuild`: sorting and peeling, about a second and ~25 bytes a number
+    /// for 10 million, so callers on an async runtime run it on a blocking thread. Touches no
+    /// filter state.
+    pub fn build(mut keys: Vec<u64>) -> Result<Built, String> {
         keys.sort_unstable();
         keys.dedup();
-        let filter = BinaryFuse8::try_from(&keys)
+        let base = BinaryFuse8::try_from(&keys)
             .map_err(|e| format!("cannot build the existence filter: {e}"))?;
+        Ok(Built {
+            base,
+            numbers: keys.len(),
+        })
+    }
+
+    /// Puts a build in place (cheap): the generation that took inserts before the rebuild
+    /// began is in it and is cleared.
+    pub fn install(&self, built: Built) {
         let _one = self.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
-        *self.base.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(filter));
-        // The generation that took inserts before the rebuild began: all of it is in the build.
+        *self.base.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(built.base));
         let previous = 1 - self.current.load(Ordering::Acquire);
         self.recent[previous].clear();
         if self.overflowed.load(Ordering::Acquire) {
@@ -140,9 +169,66 @@ impl ExistenceFilter {
             // listing that began before they were durable: start over from an empty state.
             self.recent[1 - previous].clear();
         }
-        self.numbers.store(keys.len(), Ordering::Relaxed);
+        self.numbers.store(built.numbers, Ordering::Relaxed);
         self.overflowed.store(false, Ordering::Release);
+    }
+
+    /// [`ExistenceFilter::build`] then [`ExistenceFilter::install`], on the calling thread.
+    pub fn finish_rebuild(&self, numbers: &[[u8; 13]]) -> Result<(), String> {
+        self.install(Self::build(numbers.iter().map(|n| key(n)).collect())?);
         Ok(())
+    }
+
+    /// Whether a build (or a restored snapshot) is in place: until then every answer is `Maybe`.
+    pub fn is_built(&self) -> bool {
+        self.base
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// The snapshot bytes of the filter and every number added since its build. Refused when
+    /// the filter is not exact: never built, or its recent sets overflowed (numbers were
+    /// dropped). Numbers inserted while it runs may be missing: callers that need them all
+    /// take it once inserts have stopped.
+    pub fn snapshot(&self, meta: SnapshotMeta) -> Result<Vec<u8>, SnapshotError> {
+        let base = self.base.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(base) = base else {
+            return Err(SnapshotError::NotBuilt);
+        };
+        if self.overflowed.load(Ordering::Acquire) {
+            return Err(SnapshotError::NotBuilt);
+        }
+        let mut recent = self.recent[0].keys();
+        recent.extend(self.recent[1].keys());
+        recent.sort_unstable();
+        recent.dedup();
+        let probe = snapshot::probe(key);
+        Ok(snapshot::encode(meta, probe, self.len(), &base, &recent))
+    }
+
+    /// Replaces the filter's state by a snapshot's, once every check passed and `accept` agreed
+    /// that the snapshot still covers the store (on any refusal the filter is left as it was).
+    /// Returns what the snapshot says of itself.
+    pub fn restore(
+        &self,
+        bytes: &[u8],
+        accept: impl FnOnce(&SnapshotMeta) -> Result<(), String>,
+    ) -> Result<SnapshotMeta, SnapshotError> {
+        let decoded = snapshot::decode(bytes, snapshot::probe(key), self.max_recent)?;
+        accept(&decoded.meta).map_err(SnapshotError::Stale)?;
+        let _one = self.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
+        *self.base.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(decoded.base));
+        self.recent[0].clear();
+        self.recent[1].clear();
+        let generation = self.current.load(Ordering::Acquire);
+        let mut kept = true;
+        for k in decoded.recent {
+            kept &= self.recent[generation].insert(k);
+        }
+        self.numbers.store(decoded.numbers, Ordering::Relaxed);
+        self.overflowed.store(!kept, Ordering::Release);
+        Ok(decoded.meta)
     }
 
     /// Numbers in the last built filter.
@@ -157,6 +243,15 @@ impl ExistenceFilter {
     /// Numbers held in the recent sets.
     pub fn recent_len(&self) -> usize {
         self.recent[0].len() + self.recent[1].len()
+    }
+
+    /// Bytes of the built filter (about 1.13 a number).
+    pub fn base_memory_bytes(&self) -> usize {
+        self.base
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |b| b.fingerprints.len())
     }
 
     /// Bytes of the recent sets (fixed at construction).

@@ -19,12 +19,14 @@ mod conns;
 mod filter;
 mod limiter;
 mod recent;
+mod snapshot;
 mod topk;
 
 pub use attack::{AttackDetector, AttackMode, AttackSettings, Cause, Window};
 pub use challenge::{Challenge, ChallengeError, Challenges, leading_zero_bits, solve};
 pub use concurrency::{ConcurrencyLimiter, Permit, Priority};
 pub use conns::{ConnectionGuard, SourceConnections};
-pub use filter::{DEFAULT_MAX_RECENT, ExistenceFilter, Verdict};
+pub use filter::{Built, DEFAULT_MAX_RECENT, ExistenceFilter, Verdict};
 pub use limiter::{Decision, RateLimiter, canonical, prefix_of};
+pub use snapshot::{SNAPSHOT_VERSION, SnapshotError, SnapshotMeta};
 pub use topk::RefusedPrefixes;

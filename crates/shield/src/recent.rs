@@ -100,6 +100,16 @@ impl RecentSet {
         self.len.store(0, Ordering::Relaxed);
     }
 
+    /// Every key held (as stored: key 0 reads back as its stand-in, which stands for it on
+    /// insert too), for a snapshot. A key inserted meanwhile may or may not be listed.
+    pub fn keys(&self) -> Vec<u64> {
+        self.slots
+            .iter()
+            .map(|slot| slot.load(Ordering::Acquire))
+            .filter(|&k| k != 0)
+            .collect()
+    }
+
     /// Bytes held (fixed).
     pub fn memory_bytes(&self) -> usize {
         self.slots.len() * std::mem::size_of::<AtomicU64>()

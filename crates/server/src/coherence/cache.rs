@@ -28,17 +28,23 @@ pub struct CachedParcel {
     /// `"<hash of json>"`, quoted as it goes in the header.
     pub json_etag: Bytes,
     pub filled_at: Instant,
+    /// Estimated bytes held, for the cache's byte bound: the struct, the JSON and its tag, and
+    /// the view (about as large as its JSON), plus the key and the cache's slot.
+    pub bytes: u64,
 }
 
 impl CachedParcel {
     pub fn new(view: ParcelView) -> Arc<Self> {
         let json = Bytes::from(view.to_json());
         let json_etag = crate::content::strong_etag(&json);
+        let bytes =
+            (std::mem::size_of::<CachedParcel>() + 2 * json.len() + json_etag.len() + 64) as u64;
         Arc::new(CachedParcel {
             view,
             json,
             json_etag,
             filled_at: Instant::now(),
+            bytes,
         })
     }
 }
@@ -50,16 +56,41 @@ pub struct FillStamp {
     epoch: u64,
 }
 
+/// An entry weighs its bytes, and at least `floor` (the byte bound over the entry bound): the
+/// cache then holds at most `cache_entries` entries and at most `cache_mb` of them.
+#[derive(Clone)]
+struct ByBytes {
+    floor: u64,
+}
+
+impl quick_cache::Weighter<TrackingNumber, Arc<CachedParcel>> for ByBytes {
+    fn weight(&self, _: &TrackingNumber, parcel: &Arc<CachedParcel>) -> u64 {
+        parcel.bytes.max(self.floor)
+    }
+}
+
 pub struct ParcelCache {
-    entries: quick_cache::sync::Cache<TrackingNumber, Arc<CachedParcel>>,
+    entries: quick_cache::sync::Cache<TrackingNumber, Arc<CachedParcel>, ByBytes>,
+    bound_bytes: u64,
     epochs: Box<[AtomicU64]>,
     hasher: std::collections::hash_map::RandomState,
 }
 
 impl ParcelCache {
-    pub fn new(capacity: usize) -> Self {
+    /// A cache of at most `capacity` parcels and `bound_bytes` bytes (estimated).
+    pub fn new(capacity: usize, bound_bytes: u64) -> Self {
+        let capacity = capacity.max(1);
+        let bound_bytes = bound_bytes.max(1);
+        // One more than `capacity` in the divisor: an entry weighing the whole bound would not
+        // fit at all (a cache of one entry would cache nothing).
+        let floor = (bound_bytes / (capacity as u64 + 1)).max(1);
         ParcelCache {
-            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+            entries: quick_cache::sync::Cache::with_weighter(
+                capacity,
+                bound_bytes,
+                ByBytes { floor },
+            ),
+            bound_bytes,
             epochs: (0..EPOCH_STRIPES).map(|_| AtomicU64::new(0)).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
         }
@@ -116,6 +147,16 @@ impl ParcelCache {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Estimated bytes held (each entry counted at least its share of the byte bound).
+    pub fn memory_bytes(&self) -> u64 {
+        self.entries.weight()
+    }
+
+    /// The byte bound (`cache_mb`).
+    pub fn bound_bytes(&self) -> u64 {
+        self.bound_bytes
+    }
 }
 
 #[cfg(test)]
@@ -137,7 +178,7 @@ mod tests {
 
     #[test]
     fn a_fill_racing_an_invalidation_is_not_kept() {
-        let cache = ParcelCache::new(10);
+        let cache = ParcelCache::new(10, 1 << 20);
         let tn = TrackingNumber::parse("RR123456785FR").unwrap();
         let stamp = cache.stamp(&tn);
         // Ingest commits and invalidates while the lookup is reading storage.
@@ -163,12 +204,43 @@ mod tests {
 
     #[test]
     fn the_cache_is_bounded() {
-        let cache = ParcelCache::new(100);
+        let cache = ParcelCache::new(100, 1 << 30);
         for serial in 0..10_000 {
             let tn = TrackingNumber::s10("RR", serial, "FR").unwrap();
             let stamp = cache.stamp(&tn);
             cache.fill(tn, CachedParcel::new(view(tn, EventCode::Pc1)), stamp);
         }
         assert!(cache.len() <= 200, "{}", cache.len());
+    }
+
+    #[test]
+    fn a_small_cache_holds_its_entries() {
+        for capacity in [1, 2, 10] {
+            let cache = ParcelCache::new(capacity, 128 << 20);
+            let tn = TrackingNumber::parse("RR123456785FR").unwrap();
+            let stamp = cache.stamp(&tn);
+            cache.fill(tn, CachedParcel::new(view(tn, EventCode::Pc1)), stamp);
+            assert!(cache.get(&tn).is_some(), "capacity {capacity}");
+        }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_bytes_too() {
+        let bound = 100_000;
+        let cache = ParcelCache::new(1_000_000, bound);
+        let tn = TrackingNumber::s10("RR", 0, "FR").unwrap();
+        let one = CachedParcel::new(view(tn, EventCode::Pc1)).bytes;
+        for serial in 0..10_000 {
+            let tn = TrackingNumber::s10("RR", serial, "FR").unwrap();
+            let stamp = cache.stamp(&tn);
+            cache.fill(tn, CachedParcel::new(view(tn, EventCode::Pc1)), stamp);
+        }
+        assert!(cache.memory_bytes() <= bound, "{}", cache.memory_bytes());
+        assert!(
+            cache.len() as u64 <= bound / one,
+            "{} entries of {one} bytes",
+            cache.len()
+        );
+        assert!(cache.len() > 10, "the bound is used: {}", cache.len());
     }
 }

@@ -26,9 +26,9 @@ pub struct Coherence {
 }
 
 impl Coherence {
-    pub fn new(cache_entries: usize, shared_store: bool) -> Coherence {
+    pub fn new(cache_entries: usize, cache_bytes: u64, shared_store: bool) -> Coherence {
         Coherence {
-            cache: ParcelCache::new(cache_entries),
+            cache: ParcelCache::new(cache_entries, cache_bytes),
             feed: FeedHealth::new(shared_store),
         }
     }

@@ -12,6 +12,7 @@
 
 pub mod pressure;
 mod shield;
+pub mod snapshot;
 pub mod tasks;
 pub mod trust;
 
@@ -161,9 +162,15 @@ impl Guard {
         let Some(shield) = &self.shield else {
             return Admission::Admit(Priority::Anonymous);
         };
-        if claims.filter_trusted
-            && shield.filter.check(claims.number) == rempart_shield::Verdict::Absent
-        {
+        let answer = match claims.filter_trusted {
+            false => 2,
+            true => match shield.filter.check(claims.number) {
+                rempart_shield::Verdict::Absent => 0,
+                rempart_shield::Verdict::Maybe => 1,
+            },
+        };
+        shield.filter_answers[answer].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if answer == 0 {
             shield.refuse(Reason::Unknown, None);
             return Admission::Unknown;
         }
@@ -196,12 +203,26 @@ impl Guard {
     pub async fn storage_permit(&self, priority: Priority) -> Option<StoragePermit<'_>> {
         match &self.shield {
             None => Some(StoragePermit(None)),
-            Some(shield) => shield
-                .concurrency
-                .acquire(priority, shield.queue_deadline)
-                .await
-                .map(|permit| StoragePermit(Some(permit))),
+            Some(shield) => {
+                let permit = shield
+                    .concurrency
+                    .acquire(priority, shield.queue_deadline)
+                    .await?;
+                shield
+                    .storage_reads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(StoragePermit(Some(permit)))
+            }
         }
+    }
+
+    /// Whether the existence filter is in force (built, or restored at start); always with the
+    /// shield off. The public `/readyz` waits for it: until then every valid-looking number
+    /// would cost a storage read.
+    pub fn filter_ready(&self) -> bool {
+        self.shield.as_ref().is_none_or(|s| {
+            s.filter.is_built() || s.filter_off.load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// Whether challenges are answered here (`POST /v1/challenge` exists only with a shield).
@@ -278,6 +299,27 @@ impl Guard {
         if let Some(shield) = &self.shield {
             shield.filter.degrade();
         }
+    }
+
+    /// The shield's large memory consumers with their bounds (none when off): the built filter
+    /// (bounded by `filter_max_parcels`, ~1.13 bytes a parcel) and its recent sets (fixed).
+    pub fn memory_use(&self, max_parcels: u64) -> Vec<rempart_store::MemoryUse> {
+        let Some(shield) = &self.shield else {
+            return Vec::new();
+        };
+        vec![
+            rempart_store::MemoryUse {
+                consumer: "existence_filter",
+                bytes: shield.filter.base_memory_bytes() as u64,
+                // The builder's array: 1.125 slots a key, plus three segments of slack.
+                bound_bytes: Some(max_parcels + max_parcels / 8 + (3 << 18)),
+            },
+            rempart_store::MemoryUse {
+                consumer: "existence_filter_recent",
+                bytes: shield.filter.recent_memory_bytes() as u64,
+                bound_bytes: Some(shield.filter.recent_memory_bytes() as u64),
+            },
+        ]
     }
 
     /// The shield's Prometheus samples (none when off).

@@ -33,6 +33,8 @@ const WINDOW_BUCKETS: [u64; 12] = [
     1_000_000,
     u64::MAX,
 ];
+/// Labels of [`Shield::filter_answers`], in order.
+pub const FILTER_ANSWERS: [&str; 3] = ["absent", "maybe", "skipped"];
 /// Most entries the existence filter's recent sets hold before it asks for a rebuild.
 pub const MAX_RECENT_NUMBERS: usize = rempart_shield::DEFAULT_MAX_RECENT;
 /// Smallest adaptive storage concurrency.
@@ -60,6 +62,15 @@ pub struct Shield {
     /// The last window's CPU use against the node's allowance, in thousandths.
     busy_permille: AtomicU64,
     refused: [AtomicU64; Reason::COUNT],
+    /// Existence filter answers on lookups: absent (404, no storage), maybe (storage asked),
+    /// skipped (the filter was not trusted: a shared store's feed unreadable).
+    pub filter_answers: [AtomicU64; 3],
+    /// Storage reads let through the concurrency limit (each a lookup the cache did not answer).
+    pub storage_reads: AtomicU64,
+    /// 1 when the filter was restored from a snapshot at start.
+    pub filter_restored: AtomicBool,
+    /// The store holds more parcels than `filter_max_parcels`: no filter (every answer "maybe").
+    pub filter_off: AtomicBool,
     window_requests: AtomicU64,
     window_refused: AtomicU64,
     window_latency: [AtomicU64; WINDOW_BUCKETS.len()],
@@ -101,6 +112,10 @@ impl Shield {
             pressed: AtomicBool::new(false),
             busy_permille: AtomicU64::new(0),
             refused: Default::default(),
+            filter_answers: Default::default(),
+            storage_reads: AtomicU64::new(0),
+            filter_restored: AtomicBool::new(false),
+            filter_off: AtomicBool::new(false),
             window_requests: AtomicU64::new(0),
             window_refused: AtomicU64::new(0),
             window_latency: Default::default(),
@@ -180,6 +195,19 @@ impl Shield {
                 reason.label()
             );
         }
+        out.push_str("# HELP rempart_filter_answers_total The existence filter's answers to lookups of valid numbers (absent: 404 without storage; maybe: storage asked; skipped: filter not trusted).\n# TYPE rempart_filter_answers_total counter\n");
+        for (answer, n) in FILTER_ANSWERS.iter().zip(&self.filter_answers) {
+            let _ = writeln!(
+                out,
+                "rempart_filter_answers_total{{answer=\"{answer}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP rempart_storage_reads_total Lookups let through to storage (a cache miss admitted by the storage concurrency limit).\n# TYPE rempart_storage_reads_total counter\nrempart_storage_reads_total {}",
+            self.storage_reads.load(Relaxed)
+        );
         let (probes, lag_seconds) = self.lag.totals();
         let _ = writeln!(
             out,
@@ -210,6 +238,21 @@ impl Shield {
                 "rempart_filter_numbers",
                 "Tracking numbers in the existence filter's last build.",
                 self.filter.len() as u64,
+            ),
+            (
+                "rempart_filter_in_force",
+                "1 once the existence filter is built or restored (until then it answers maybe, and the public /readyz says 503).",
+                u64::from(self.filter.is_built()),
+            ),
+            (
+                "rempart_filter_exact",
+                "1 while the existence filter holds every known number (built, recent set not overflowed): what a clean stop can save.",
+                u64::from(self.filter.is_built() && !self.filter.needs_rebuild()),
+            ),
+            (
+                "rempart_filter_restored",
+                "1 when the existence filter was restored from the snapshot saved at the last clean stop.",
+                u64::from(self.filter_restored.load(Relaxed)),
             ),
             (
                 "rempart_filter_recent_numbers",

@@ -3,9 +3,11 @@
 //! refusals every few seconds (never one line per refused request).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rempart_domain::TrackingNumber;
+use rempart_shield::ExistenceFilter;
 use rempart_store::EventStore;
 use tokio::sync::watch;
 
@@ -19,42 +21,76 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How soon a failed rebuild is tried again.
 const REBUILD_RETRY: Duration = Duration::from_secs(5);
 
-async fn rebuild_once(store: &dyn EventStore, shield: &Shield) -> Result<usize, String> {
+/// Why a rebuild did not happen.
+enum NotRebuilt {
+    /// Storage failed, or the node is stopping: try again soon.
+    Failed(String),
+    /// More parcels than `filter_max_parcels`: no filter until the next period.
+    TooMany(usize),
+}
+
+/// Lists every stored number (hashed page by page: 8 bytes a number), then builds the filter on a
+/// blocking thread (sorting and peeling 10 million keys takes about a second: on this runtime's
+/// threads it would delay depots' acknowledgements), then puts it in place. Gives up when the
+/// node stops, or past `max_parcels` (the filter's memory bound).
+async fn rebuild_once(
+    store: &dyn EventStore,
+    shield: &Shield,
+    max_parcels: usize,
+    stop: &watch::Receiver<bool>,
+) -> Result<usize, NotRebuilt> {
     shield.filter.begin_rebuild();
-    let mut numbers: Vec<[u8; 13]> = Vec::new();
+    let mut keys: Vec<u64> = Vec::new();
     let mut after: Option<TrackingNumber> = None;
     loop {
+        if *stop.borrow() {
+            return Err(NotRebuilt::Failed("the node is stopping".into()));
+        }
         let page = store
             .tracking_numbers(after, REBUILD_PAGE)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| NotRebuilt::Failed(e.to_string()))?;
         let Some(last) = page.last().copied() else {
             break;
         };
-        numbers.extend(page.iter().map(|tn| *tn.as_bytes()));
+        keys.extend(page.iter().map(|tn| ExistenceFilter::key_of(tn.as_bytes())));
+        if keys.len() > max_parcels {
+            return Err(NotRebuilt::TooMany(keys.len()));
+        }
         after = Some(last);
     }
-    shield.filter.finish_rebuild(&numbers)?;
-    Ok(numbers.len())
+    let listed = keys.len();
+    let built = tokio::task::spawn_blocking(move || ExistenceFilter::build(keys))
+        .await
+        .map_err(|e| NotRebuilt::Failed(format!("the filter build failed: {e}")))?
+        .map_err(NotRebuilt::Failed)?;
+    shield.filter.install(built);
+    shield.filter_off.store(false, Ordering::Relaxed);
+    Ok(listed)
 }
 
 /// Rebuilds the existence filter every `every`, and early when it asks for it (its recent set
-/// overflowed). Until a build succeeds the filter says "maybe": lookups go to storage.
+/// overflowed). Until a build succeeds the filter says "maybe": lookups go to storage (and the
+/// public `/readyz` says 503). `restored`: a snapshot put the filter in force at start, so the
+/// first rebuild waits a whole period. Past `max_parcels` the filter is switched off (answers
+/// "maybe", the node is ready) until a later period finds the store within the bound.
 pub async fn rebuild_filter(
     store: Arc<dyn EventStore>,
     guard: Arc<Guard>,
     every: Duration,
+    max_parcels: usize,
+    restored: bool,
     mut stop: watch::Receiver<bool>,
 ) {
     let Some(shield) = guard.shield() else {
         return;
     };
-    let mut last = None::<Instant>;
+    let mut last = restored.then(Instant::now);
     loop {
-        let due = last.is_none_or(|t| t.elapsed() >= every) || shield.filter.needs_rebuild();
-        if due {
+        let early = shield.filter.needs_rebuild() && !shield.filter_off.load(Ordering::Relaxed);
+        if last.is_none_or(|t| t.elapsed() >= every) || early {
             let started = Instant::now();
-            match rebuild_once(store.as_ref(), shield).await {
+            match rebuild_once(store.as_ref(), shield, max_parcels, &stop).await {
                 Ok(n) => {
                     tracing::info!(
                         numbers = n,
@@ -63,7 +99,17 @@ pub async fn rebuild_filter(
                     );
                     last = Some(Instant::now());
                 }
-                Err(e) => {
+                Err(NotRebuilt::TooMany(n)) => {
+                    tracing::error!(
+                        listed = n,
+                        max_parcels,
+                        "existence filter switched off: the store holds more parcels than filter_max_parcels; lookups go to storage"
+                    );
+                    shield.filter.degrade();
+                    shield.filter_off.store(true, Ordering::Relaxed);
+                    last = Some(Instant::now());
+                }
+                Err(NotRebuilt::Failed(e)) => {
                     tracing::warn!(error = %e, "existence filter not rebuilt; retrying");
                     last = Some(Instant::now() - every + REBUILD_RETRY.min(every));
                 }

@@ -290,6 +290,16 @@ impl edge::Service for Public<'_> {
 
 /// `GET /readyz`: whether lookups can be served.
 async fn readyz(app: &App) -> Response {
+    if !app.guard.filter_ready() {
+        // Until the existence filter is in force every valid-looking number costs a storage
+        // read: keep floods on the nodes that can refuse them (docs/shield.md, "Restarts").
+        return Response::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the existence filter is being built",
+        )
+        .retry_after(1);
+    }
     if app.is_ready().await {
         caching::no_store(Response::new(StatusCode::OK, TEXT, "ready\n"))
     } else {

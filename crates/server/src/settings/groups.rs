@@ -40,6 +40,7 @@ settings! {
         data: PathBuf = "rempart-data", "Data directory (embedded store, tokens)";
         store: StoreKind = "embedded", "Storage: `embedded` (in the data directory) or a `postgres://…` URL";
         cache_entries: NonZeroUsize = "200000", "Parcels kept in the response cache";
+        cache_mb: NonZeroU64 = "128", "MiB of the response cache (estimated; with `cache_entries`, whichever bound is reached first)";
         change_poll_ms: Millis = "500", "Milliseconds between polls of a shared store's change feed";
         store_cache_mb: NonZeroU64 = "256", "MiB of the embedded store's block cache";
         store_write_buffer_mb: NonZeroU64 = "128", "MiB of the embedded store's write buffers (memtables)";
@@ -69,6 +70,7 @@ settings! {
         pass_ttl_s: Seconds = "3600", "Seconds a pass earned by a proof of work is valid";
         shield_secret: Secret = "random", "Secret (64 hex characters) signing challenge passes, shared by nodes behind one load balancer (`random`: one per process)";
         filter_rebuild_s: Seconds = "600", "Seconds between rebuilds of the existence filter";
+        filter_max_parcels: NonZeroU64 = "20000000", "Most parcels the existence filter is built for (~1.1 bytes each, ~35 while a rebuild runs); a larger store gets no filter: its lookups go to storage";
     }
 }
 

@@ -1,0 +1,266 @@
+//! The existence filter saved beside the embedded store, so that a node restarted under a flood
+//! refuses unknown numbers from its first request (issue 14). Design and trade-off, also in
+//! docs/shield.md ("Restarts"):
+//!
+//! - **Written at a clean stop only**, once the listeners have drained and no ingest task is left
+//!   (so every acknowledged number is in the filter), atomically: a temporary file, fsync,
+//!   rename, fsync of the directory. A filter that is not exact (never built, or its recent set
+//!   overflowed) is not written.
+//! - **Consumed at start**: read, then deleted (and the deletion made durable) *before* the node
+//!   can write anything, then restored. So a snapshot on disk always describes the store as it
+//!   is: every writer of the data directory (`rempart serve`, `rempart import`) removes it before
+//!   its first write, and a node that crashes leaves none behind.
+//! - **Otherwise, not ready until rebuilt**: missing, damaged, another format or another hash:
+//!   the filter is rebuilt from storage as before, and the public `/readyz` answers 503 until it
+//!   is in force (a load balancer keeps customers, and floods, on other nodes meanwhile).
+//!
+//! Why no periodic snapshot: the store's trait exposes no position (sequence, count) to say which
+//! numbers a snapshot taken while writes continue would lack, so after a crash such a snapshot
+//! could hide parcels stored after it. A periodic snapshot plus "the numbers stored since" needs
+//! that position from the store first. Shared (PostgreSQL) stores are written by other nodes
+//! while this one is down: their filter is always rebuilt (the change cursor could close that
+//! gap later).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rempart_shield::{ExistenceFilter, SnapshotError, SnapshotMeta};
+use tokio::runtime::Runtime;
+
+use super::Guard;
+use crate::settings::{Settings, StoreKind};
+
+/// How long start waits for a first build of the filter before saying it listens (a small store
+/// is listed in milliseconds: its node is ready at once; a large one is not ready, `/readyz`
+/// 503, until the build is in place).
+const FIRST_BUILD_WAIT: Duration = Duration::from_secs(2);
+
+/// The snapshot's file in the data directory.
+pub const FILE: &str = "existence-filter.snap";
+const TEMP: &str = "existence-filter.snap.tmp";
+
+/// What [`restore`] made of a snapshot.
+#[derive(Debug)]
+pub enum Restored {
+    /// The filter is in force: `numbers` built plus `recent` added since.
+    Yes { numbers: usize, recent: usize },
+    /// No usable snapshot: rebuild (why, for the log).
+    No(String),
+}
+
+fn embedded(settings: &Settings) -> bool {
+    matches!(settings.store.store, StoreKind::Embedded)
+}
+
+/// Start, before anything can write to the store: reads and deletes the snapshot (even with the
+/// shield off: writes are about to follow). Embedded stores only.
+pub fn take_at_start(settings: &Settings) -> Result<Vec<u8>, String> {
+    match embedded(settings) {
+        true => take(&settings.store.data),
+        false => Err("shared store: the filter is always rebuilt".into()),
+    }
+}
+
+/// Start, once the guard exists: restores the snapshot into the filter unless demo data was
+/// written since it was read. Whether the filter is in force.
+pub fn restore_at_start(
+    guard: &Guard,
+    snapshot: Result<Vec<u8>, String>,
+    demo_wrote: bool,
+) -> bool {
+    let Some(shield) = guard.shield() else {
+        return false;
+    };
+    let outcome = match (snapshot, demo_wrote) {
+        (Err(why), _) => Restored::No(why),
+        (Ok(_), true) => Restored::No("demo data written since".into()),
+        (Ok(bytes), false) => restore(&bytes, &shield.filter),
+    };
+    match outcome {
+        Restored::Yes { numbers, recent } => {
+            shield
+                .filter_restored
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                numbers,
+                recent,
+                "existence filter restored from its snapshot"
+            );
+            true
+        }
+        Restored::No(why) => {
+            tracing::info!(%why, "existence filter not restored: rebuilding; not ready until built");
+            false
+        }
+    }
+}
+
+/// Start, before the listening line: waits up to [`FIRST_BUILD_WAIT`] for the filter.
+pub fn wait_for_first_build(guard: &Guard, rt: &Runtime) {
+    let started = Instant::now();
+    rt.block_on(async {
+        while !guard.filter_ready() && started.elapsed() < FIRST_BUILD_WAIT {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+}
+
+/// Clean stop, once the listeners drained: when every task of the ingest runtime has ended
+/// (so every acknowledged number is in the filter), saves the filter. A task still alive after
+/// `grace` might be an append whose number never reaches the filter: nothing is saved then.
+pub fn save_at_stop(guard: &Guard, settings: &Settings, ingest: &Runtime, grace: Duration) {
+    let Some(shield) = guard.shield() else {
+        return;
+    };
+    if !embedded(settings) {
+        return;
+    }
+    let started = Instant::now();
+    let metrics = ingest.metrics();
+    while metrics.num_alive_tasks() > 0 && started.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if metrics.num_alive_tasks() > 0 {
+        tracing::warn!("existence filter not saved: ingest tasks still running at shutdown");
+        return;
+    }
+    match save(&settings.store.data, &shield.filter) {
+        Ok(bytes) => tracing::info!(
+            bytes,
+            took_ms = started.elapsed().as_millis() as u64,
+            "existence filter saved"
+        ),
+        Err(why) => tracing::warn!(%why, "existence filter not saved; the next start rebuilds it"),
+    }
+}
+
+/// Reads and deletes the snapshot in `dir`. Call before anything can write to the store: from
+/// the first write on, a snapshot left on disk would be stale.
+pub fn take(dir: &Path) -> Result<Vec<u8>, String> {
+    let path = dir.join(FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err("no snapshot (first start, or the last stop was not clean)".into());
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    // A snapshot that stays on disk could be read again after writes: never trust it.
+    discard(dir).map_err(|e| format!("cannot delete {}: {e}", path.display()))?;
+    Ok(bytes)
+}
+
+/// Puts a snapshot read by [`take`] in force, when it is sound and was written at a clean stop.
+pub fn restore(bytes: &[u8], filter: &ExistenceFilter) -> Restored {
+    let accept = |meta: &SnapshotMeta| match meta.clean {
+        true => Ok(()),
+        false => Err("not written at a clean stop".to_owned()),
+    };
+    match filter.restore(bytes, accept) {
+        Ok(_) => Restored::Yes {
+            numbers: filter.len(),
+            recent: filter.recent_len(),
+        },
+        Err(e) => Restored::No(format!("snapshot refused: {e}")),
+    }
+}
+
+/// Deletes the snapshot in `dir`, if any, durably. Every writer of the store calls it before
+/// its first write.
+pub fn discard(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(dir.join(FILE)) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Saves `filter` in `dir` (clean stop). Returns the bytes written, or why nothing was.
+pub fn save(dir: &Path, filter: &ExistenceFilter) -> Result<usize, String> {
+    let meta = SnapshotMeta {
+        clean: true,
+        position: 0,
+        written_unix_s: crate::clock::unix_now(),
+    };
+    let bytes = filter.snapshot(meta).map_err(|e| match e {
+        SnapshotError::NotBuilt => "the filter is not exact (not built, or overflowed)".to_owned(),
+        other => other.to_string(),
+    })?;
+    write_atomically(dir, &bytes).map_err(|e| format!("cannot write the snapshot: {e}"))?;
+    Ok(bytes.len())
+}
+
+/// Temporary file, fsync, rename over the snapshot, fsync of the directory: after a crash the
+/// snapshot is the old one, the new one, or none, never a part of one (and a part would fail
+/// its checksum anyway).
+fn write_atomically(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temp = dir.join(TEMP);
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temp, dir.join(FILE))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn built() -> ExistenceFilter {
+        let f = ExistenceFilter::new(100);
+        f.begin_rebuild();
+        f.finish_rebuild(&[*b"RR123456785FR", *b"6A12345678905"])
+            .unwrap();
+        f
+    }
+
+    #[test]
+    fn a_saved_filter_is_restored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &built()).unwrap();
+        assert!(!dir.path().join(TEMP).exists());
+        let bytes = take(dir.path()).unwrap();
+        assert!(
+            !dir.path().join(FILE).exists(),
+            "consumed: writes from now on would make it stale"
+        );
+        assert!(take(dir.path()).is_err());
+        let f = ExistenceFilter::new(100);
+        assert!(matches!(
+            restore(&bytes, &f),
+            Restored::Yes {
+                numbers: 2,
+                recent: 0
+            }
+        ));
+        assert!(f.is_built());
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_deleted_and_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &built()).unwrap();
+        let path = dir.path().join(FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(&path, bytes).unwrap();
+        let bytes = take(dir.path()).unwrap();
+        assert!(!path.exists());
+        let f = ExistenceFilter::new(100);
+        assert!(matches!(restore(&bytes, &f), Restored::No(_)));
+        assert!(!f.is_built());
+    }
+
+    #[test]
+    fn an_unbuilt_filter_is_not_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(save(dir.path(), &ExistenceFilter::new(100)).is_err());
+        assert!(!dir.path().join(FILE).exists());
+    }
+}
