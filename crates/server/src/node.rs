@@ -353,7 +353,8 @@ fn spawn_tasks(app: &Arc<App>, rt: &Runtime, filter_restored: bool, stop: &watch
         let stop = stop.clone();
         rt.spawn(async move { tokens::watch(&app.tokens, stop).await });
     }
-    if app.push.is_some() {
+    {
+        // API keys rank lookups above anonymous ones even with push off: always reread them.
         let app = app.clone();
         let stop = stop.clone();
         rt.spawn(async move { keys::watch(&app.keys, stop).await });
