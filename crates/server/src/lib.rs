@@ -5,7 +5,8 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`node`] | runtimes, wiring, background tasks, graceful shutdown |
+//! | [`node`] | wiring, background tasks, graceful shutdown |
+//! | `runtimes` | the three runtimes (ingest, public priority, public open) and their threads' scheduling |
 //! | [`settings`] | every setting, defined once, typed, grouped by the part that uses it |
 //! | [`listener`] | the accept loop: connection caps, per-source caps, drain |
 //! | [`edge`] | the public listener's HTTP/1.1: framing, [`edge::Response`], the connection loop |
@@ -35,6 +36,7 @@ pub mod node;
 pub mod ops;
 pub mod public;
 pub mod push;
+mod runtimes;
 pub mod settings;
 pub mod tokens;
 

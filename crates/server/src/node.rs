@@ -25,6 +25,8 @@ use crate::app::App;
 use crate::listener::{self, ListenerLimits};
 use crate::metrics::Listener;
 use crate::push::{Push, PushSetupError, keys};
+use crate::runtimes::Runtimes;
+pub use crate::runtimes::{OPEN_NICE, PUBLIC_NICE};
 use crate::settings::{Settings, StoreKind};
 use crate::{clock, coherence, demo, guard, ingest, ops, public, tokens};
 
@@ -59,15 +61,6 @@ pub type StoreOpener = Box<
     dyn FnOnce(Settings) -> Pin<Box<dyn Future<Output = Result<Stores, StoreError>> + Send>> + Send,
 >;
 
-/// How much lower the public runtimes' threads (workers and the blocking pool where embedded
-/// storage reads run) are scheduled than the rest of the process, in nice levels added to the
-/// process's: the priority runtime (proven clients) [`PUBLIC_NICE`] lower, the open runtime
-/// (everyone else) [`OPEN_NICE`] lower (capped at nice 19). Under a
-/// flood, the kernel runs ingest first, then proven clients, then the rest (CFS weights 1024,
-/// 335 and 15: a runnable priority thread gets ~22 times an open one's share).
-pub const PUBLIC_NICE: i32 = 5;
-pub const OPEN_NICE: i32 = 19;
-
 /// Installs the tracing subscriber (stderr; text or JSON) per the settings. Text is coloured
 /// only when stderr is a terminal: a log file or a pipe gets no ANSI escape codes.
 pub fn init_logging(settings: &Settings) {
@@ -85,29 +78,6 @@ pub fn init_logging(settings: &Settings) {
     };
 }
 
-/// Lowers the calling thread's scheduling priority by `by` nice levels below the process's
-/// (capped at 19). When a flood keeps the public threads busy on the same cores as ingest, the
-/// kernel then gives the ingest runtime and the store's committer a larger share and wakes them
-/// first: ingest never waits behind public lookups, down to the CPU scheduler. Relative, not
-/// absolute: a node started under `nice 10` must not have its public threads *raised* above
-/// ingest (root may lower a nice value). (Linux: `setpriority` on a thread id affects that
-/// thread only.)
-fn lower_priority(by: i32) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: getpriority, setpriority, getpid and gettid only read their integer arguments.
-    unsafe {
-        // The main thread's nice (never lowered), not this thread's: a blocking-pool thread
-        // inherits its spawner's lowered nice and must not be lowered twice.
-        let process = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
-        let tid = libc::gettid();
-        let _ = libc::setpriority(
-            libc::PRIO_PROCESS,
-            tid as libc::id_t,
-            process.saturating_add(by).min(19),
-        );
-    }
-}
-
 /// A write past a file-size limit (`RLIMIT_FSIZE`) must fail like a full disk — the store
 /// then stops taking writes and recovers by itself — not kill the node with `SIGXFSZ`.
 fn ignore_file_size_signal() {
@@ -115,63 +85,6 @@ fn ignore_file_size_signal() {
     // SAFETY: setting a signal's disposition to "ignore" has no handler to run.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-    }
-}
-
-/// The node's runtimes: ingest (reserved threads), the public priority runtime (proven clients)
-/// and the public open runtime (everyone else; with the shield off, none: the public listener
-/// runs on the priority runtime, as it did before it had one).
-struct Runtimes {
-    ingest: Runtime,
-    priority: Runtime,
-    open: Option<Runtime>,
-}
-
-impl Runtimes {
-    fn build(settings: &Settings) -> Result<Runtimes, ServeError> {
-        let public_threads = settings.listeners.public_threads.get();
-        let public = |name: &str, nice: i32| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(public_threads)
-                .thread_name(name)
-                .on_thread_start(move || lower_priority(nice))
-                .enable_all()
-                .build()
-                .map_err(ServeError::Runtime)
-        };
-        Ok(Runtimes {
-            ingest: tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(settings.listeners.ingest_threads.get())
-                .thread_name("rempart-ingest")
-                .enable_all()
-                .build()
-                .map_err(ServeError::Runtime)?,
-            priority: public("rempart-public", PUBLIC_NICE)?,
-            open: match settings.shield.shield.get() {
-                true => Some(public("rempart-open", OPEN_NICE)?),
-                false => None,
-            },
-        })
-    }
-
-    /// Where the public listener accepts: the priority runtime, so that a known client's new
-    /// connection is not stuck behind a flood (unproven ones move to the open runtime).
-    fn public(&self) -> &Runtime {
-        &self.priority
-    }
-
-    /// Where floods land, and the lag probe measures: the open runtime when there is one.
-    fn floods(&self) -> &Runtime {
-        self.open.as_ref().unwrap_or(&self.priority)
-    }
-
-    fn shutdown(self, grace: std::time::Duration, app: Arc<App>) {
-        if let Some(open) = self.open {
-            open.shutdown_timeout(grace);
-        }
-        self.priority.shutdown_timeout(grace);
-        drop(app);
-        self.ingest.shutdown_timeout(grace);
     }
 }
 
@@ -197,23 +110,15 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     // nothing to replay), which blocks, and must not be cut short by a runtime's shutdown.
     let store_handle = store.clone();
     let tokens = load_tokens(&settings)?;
-    let demo = if settings.run.demo.get() {
-        let parcels = settings.run.demo_parcels;
-        Some(
-            rt.ingest
-                .block_on(demo::prepare(store.as_ref(), parcels, clock::now()))?,
-        )
-    } else {
-        None
+    let demo = match settings.run.demo.get() {
+        true => Some(rt.ingest.block_on(demo::prepare(
+            store.as_ref(),
+            settings.run.demo_parcels,
+            clock::now(),
+        ))?),
+        false => None,
     };
-    // Links in e-mails must be absolute: the public URL, else the listener's own address.
-    let site = match settings.listeners.public_url.base() {
-        "" => format!(
-            "http://{}",
-            public_listener.local_addr().map_err(ServeError::Runtime)?
-        ),
-        base => base.to_owned(),
-    };
+    let site = site_url(&settings, &public_listener)?;
     let push = Push::start(&settings, push_store, &site)?.map(Arc::new);
     let api_keys = keys::LiveKeys::load(&settings.store.data)?;
     let app = Arc::new(
@@ -240,16 +145,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         // The dispatcher, the confirmation mailer and push's housekeeping: ingest-side work.
         push.spawn(&rt.ingest, &stop_rx);
     }
-    if app.guard.shield().is_some() {
-        // The lag probe measures the runtime floods land on, so it runs there.
-        let guard = app.guard.clone();
-        let stop = stop_rx.clone();
-        rt.floods().spawn(async move {
-            if let Some(shield) = guard.shield() {
-                shield.lag.probe(stop).await;
-            }
-        });
-    }
+    spawn_lag_probe(&app, &rt, &stop_rx);
 
     guard::snapshot::wait_for_first_build(&app.guard, &rt.ingest);
     print_ready(&settings, demo.as_ref(), public_addr, ingest_addr);
@@ -270,6 +166,31 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     drop(store_handle);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Links in e-mails must be absolute: the public URL, else the listener's own address.
+fn site_url(settings: &Settings, public: &TcpListener) -> Result<String, ServeError> {
+    Ok(match settings.listeners.public_url.base() {
+        "" => format!(
+            "http://{}",
+            public.local_addr().map_err(ServeError::Runtime)?
+        ),
+        base => base.to_owned(),
+    })
+}
+
+/// The lag probe measures the runtime floods land on, so it runs there.
+fn spawn_lag_probe(app: &App, rt: &Runtimes, stop: &watch::Receiver<bool>) {
+    if app.guard.shield().is_none() {
+        return;
+    }
+    let guard = app.guard.clone();
+    let stop = stop.clone();
+    rt.floods().spawn(async move {
+        if let Some(shield) = guard.shield() {
+            shield.lag.probe(stop).await;
+        }
+    });
 }
 
 /// The ingest tokens of the data directory, and `REMPART_INGEST_TOKEN` when set.

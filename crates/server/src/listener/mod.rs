@@ -128,15 +128,7 @@ pub async fn serve<C, F>(
                 }
             },
         };
-        let seat = match which {
-            Listener::Ingest => seats.take_within(INGEST_EVICTED_WAIT).await,
-            Listener::Public => seats.take().or_else(|| {
-                (app.guard.trust_of(peer.ip()) == Trust::Known)
-                    .then(|| seats.take_reserved())
-                    .flatten()
-            }),
-        };
-        let Some(seat) = seat else {
+        let Some(seat) = take_seat(&seats, which, &app, peer).await else {
             refused(&app, which, peer, Reason::ConnCap);
             continue;
         };
@@ -159,6 +151,24 @@ pub async fn serve<C, F>(
     drop(listener);
     // Every connection holds a seat; getting them all back means every connection ended.
     seats.drained(limits.shutdown_grace + DRAIN_SLACK).await;
+}
+
+/// A seat for a newcomer: ingest waits a little for evicted connections to close; on the public
+/// side a source the shield knows may take one of the reserve.
+async fn take_seat(
+    seats: &Seats,
+    which: Listener,
+    app: &App,
+    peer: SocketAddr,
+) -> Option<Arc<Seat>> {
+    match which {
+        Listener::Ingest => seats.take_within(INGEST_EVICTED_WAIT).await,
+        Listener::Public => seats.take().or_else(|| {
+            (app.guard.trust_of(peer.ip()) == Trust::Known)
+                .then(|| seats.take_reserved())
+                .flatten()
+        }),
+    }
 }
 
 /// A connection closed on accept: counted (and, on the public side, told to the shield).

@@ -16,6 +16,7 @@
 
 pub mod alerts;
 pub mod api;
+mod calls;
 pub mod config;
 pub mod keys;
 
