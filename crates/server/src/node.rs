@@ -135,6 +135,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     let ingest_addr = ingest_listener.local_addr().map_err(ServeError::Runtime)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    spawn_gate(&app, &public_listener, &rt.ingest, &stop_rx);
     let serving = Listeners {
         public: public_listener,
         ingest: ingest_listener,
@@ -258,6 +259,20 @@ impl Listeners {
             stop.clone(),
         ));
         [public, ingest]
+    }
+}
+
+/// The public listener's gate (`listener/gate.rs`), with the shield, on the ingest runtime: the
+/// public ones are what a flood starves.
+fn spawn_gate(app: &Arc<App>, public: &TcpListener, rt: &Runtime, stop: &watch::Receiver<bool>) {
+    if app.guard.shield().is_none() || !app.settings.shield.gate.get() {
+        return;
+    }
+    match listener::gate::dup(public) {
+        Ok(fd) => {
+            rt.spawn(listener::gate::run(fd, app.guard.clone(), stop.clone()));
+        }
+        Err(e) => tracing::warn!(error = %e, "no gate: the public listener cannot be shared"),
     }
 }
 

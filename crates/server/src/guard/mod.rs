@@ -248,6 +248,13 @@ impl Guard {
         Ok((pass, expires, shield.challenges.pass_ttl()))
     }
 
+    /// Whether the public listener's gate has a program in place (`listener/gate.rs`).
+    pub fn gate_engaged(&self) -> bool {
+        self.shield
+            .as_ref()
+            .is_some_and(|s| s.gate.engaged.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Whether attack mode is on.
     pub fn attack_mode(&self) -> bool {
         self.shield.as_ref().is_some_and(|s| s.attack.is_on())

@@ -16,6 +16,7 @@ use rempart_shield::{
 use super::Reason;
 use super::pressure::Lag;
 use super::trust::TrustTable;
+use crate::listener::gate::GateState;
 use crate::settings::ShieldSettings;
 
 /// Latency buckets of the attack-mode window (upper bounds, microseconds).
@@ -57,6 +58,8 @@ pub struct Shield {
     pub lag: Lag,
     /// What the node remembers of each source.
     pub trust: TrustTable,
+    /// The public listener's gate (`listener/gate.rs`).
+    pub gate: GateState,
     /// Whether the last window was saturated or abusive.
     pub pressed: AtomicBool,
     /// The last window's CPU use against the node's allowance, in thousandths.
@@ -109,6 +112,7 @@ impl Shield {
             queue_deadline: s.storage_queue_ms.duration(),
             lag: Lag::default(),
             trust: TrustTable::default(),
+            gate: GateState::default(),
             pressed: AtomicBool::new(false),
             busy_permille: AtomicU64::new(0),
             refused: Default::default(),
@@ -218,6 +222,11 @@ impl Shield {
             "# HELP rempart_cpu_allowance_used_ratio CPU used over the last second, as a share of the node's allowance (its cgroup quota, else its CPUs).\n# TYPE rempart_cpu_allowance_used_ratio gauge\nrempart_cpu_allowance_used_ratio {}",
             self.busy_permille.load(Relaxed) as f64 / 1000.0
         );
+        let _ = writeln!(
+            out,
+            "# HELP rempart_gate_programs_total Programs the public listener's gate put in place.\n# TYPE rempart_gate_programs_total counter\nrempart_gate_programs_total {}",
+            self.gate.programs.load(Relaxed)
+        );
         let gauges = [
             (
                 "rempart_shield_attack_mode",
@@ -269,6 +278,21 @@ impl Shield {
                 "Storage reads running now.",
                 self.concurrency.in_flight() as u64,
             ),
+            (
+                "rempart_gate_level",
+                "The public listener's gate: 0 open; n lets one new connection in 2^n from unknown sources in (known sources always).",
+                u64::from(self.gate.level.load(Relaxed)),
+            ),
+            (
+                "rempart_gate_listen_queue",
+                "Connections waiting in the public listener's accept queue at the gate's last look.",
+                u64::from(self.gate.queue.load(Relaxed)),
+            ),
+            (
+                "rempart_gate_known_addresses",
+                "Known addresses the gate's program in force always lets in.",
+                u64::from(self.gate.known.load(Relaxed)),
+            ),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(
@@ -297,6 +321,7 @@ impl Shield {
             "refused": refused,
             "filter_numbers": self.filter.len(),
             "storage_concurrency_limit": self.concurrency.limit(),
+            "gate_level": self.gate.level.load(Relaxed),
         })
     }
 }

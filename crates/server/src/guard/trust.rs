@@ -7,17 +7,29 @@
 //! under pressure; anyone else starts on the open runtime (docs/shield.md, "Serving proven
 //! clients first").
 //!
+//! The known IPv4 addresses are also kept in a short list, newest last ([`RECENT_KNOWN`] at most),
+//! for the listener's gate, which lets their new connections in while it drops other sources'
+//! (`listener/gate.rs`): the table below can be asked about one address, not listed.
+//!
 //! A direct-mapped table of [`SLOTS`] entries (two atomics each: the address's 64-bit hash and
 //! its state with an expiry): a flood from millions of addresses overwrites entries, it never
 //! grows the table. A collision can make the node forget a source (it is then treated as new)
 //! or, with a probability of about 2^-64, take one source for another.
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Entries in the table (a power of two).
 pub const SLOTS: usize = 1 << 16;
+/// Most known IPv4 addresses listed for the gate (the gate's program holds fewer; see
+/// `listener/gate.rs`).
+pub const RECENT_KNOWN: usize = 4096;
+/// A source marked known again within this many seconds of its last listing is not listed
+/// again (the list's lock is not taken on every lookup that shows a pass).
+const RELIST_AFTER_S: u64 = 60;
 
 /// What the node remembers of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +47,8 @@ pub struct TrustTable {
     /// `expiry_seconds << 8 | state`.
     states: Box<[AtomicU64]>,
     hasher: std::collections::hash_map::RandomState,
+    /// Known IPv4 addresses and when they stop being known (seconds).
+    recent_v4: Mutex<HashMap<Ipv4Addr, u64>>,
 }
 
 impl Default for TrustTable {
@@ -43,6 +57,7 @@ impl Default for TrustTable {
             tags: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             states: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
+            recent_v4: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -85,7 +100,52 @@ impl TrustTable {
 
     /// Remembers `ip` as known until `until` (seconds).
     pub fn mark_known(&self, ip: IpAddr, until: u64) {
+        let tag = self.tag(ip);
+        let slot = (tag as usize) & (SLOTS - 1);
+        let before = self.states[slot].load(Relaxed);
+        let listed = self.tags[slot].load(Relaxed) == tag
+            && before & 0xff == KNOWN
+            && (before >> 8) + RELIST_AFTER_S >= until;
         self.set(ip, KNOWN, until);
+        if let (false, IpAddr::V4(v4)) = (listed, ip.to_canonical()) {
+            self.list(v4, until);
+        }
+    }
+
+    /// Lists a known IPv4 address; a full list first drops the expired, then the soonest to
+    /// expire.
+    fn list(&self, v4: Ipv4Addr, until: u64) {
+        let mut recent = self.recent_v4.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() >= RECENT_KNOWN && !recent.contains_key(&v4) {
+            let now = crate::clock::unix_now();
+            recent.retain(|_, expiry| *expiry > now);
+            if recent.len() >= RECENT_KNOWN
+                && let Some(soonest) = recent.iter().min_by_key(|(_, e)| **e).map(|(a, _)| *a)
+            {
+                recent.remove(&soonest);
+            }
+        }
+        recent.insert(v4, until);
+    }
+
+    /// Up to `most` known IPv4 addresses at `now` (the latest to expire), sorted.
+    pub fn known_v4(&self, now: u64, most: usize) -> Vec<u32> {
+        let recent = self.recent_v4.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live: Vec<(u64, u32)> = recent
+            .iter()
+            .filter(|(ip, expiry)| {
+                **expiry > now && self.get(IpAddr::V4(**ip), now) == Trust::Known
+            })
+            .map(|(ip, expiry)| (*expiry, u32::from(*ip)))
+            .collect();
+        drop(recent);
+        if live.len() > most {
+            live.select_nth_unstable_by(most, |a, b| b.cmp(a));
+            live.truncate(most);
+        }
+        let mut addresses: Vec<u32> = live.into_iter().map(|(_, a)| a).collect();
+        addresses.sort_unstable();
+        addresses
     }
 
     /// Remembers `ip` as bad until `until` (seconds). A known source stays known: its pass
@@ -138,5 +198,50 @@ mod tests {
         t.mark_known(ip("127.1.2.3"), 100);
         assert_eq!(t.get(ip("127.1.2.3"), 1), Trust::Known);
         assert_eq!(t.memory_bytes(), bytes);
+    }
+
+    #[test]
+    fn known_ipv4_addresses_are_listed_for_the_gate_within_a_bound() {
+        let t = TrustTable::default();
+        let now = crate::clock::unix_now();
+        t.mark_known(ip("127.0.0.9"), now + 100);
+        t.mark_known(ip("::ffff:127.0.0.7"), now + 200);
+        t.mark_known(ip("::1"), now + 100);
+        t.mark_known(ip("127.0.0.8"), now + 1);
+        t.mark_bad(ip("127.0.0.5"), now + 100);
+        let listed = |most| -> Vec<Ipv4Addr> {
+            t.known_v4(now, most)
+                .into_iter()
+                .map(Ipv4Addr::from)
+                .collect()
+        };
+        assert_eq!(
+            listed(10),
+            ["127.0.0.7", "127.0.0.8", "127.0.0.9"].map(|s| s.parse::<Ipv4Addr>().unwrap()),
+            "sorted, IPv4 only (mapped ones too), never a bad one"
+        );
+        assert_eq!(
+            listed(2),
+            ["127.0.0.7", "127.0.0.9"].map(|s| s.parse::<Ipv4Addr>().unwrap()),
+            "the latest to expire"
+        );
+        assert!(t.known_v4(now + 150, 10) == vec![u32::from(Ipv4Addr::new(127, 0, 0, 7))]);
+        for i in 0..(2 * RECENT_KNOWN as u32) {
+            t.mark_known(
+                IpAddr::V4((0x7F10_0000 | i).into()),
+                now + 300 + u64::from(i),
+            );
+        }
+        // Within the bound; a few lost to collisions in the direct-mapped table.
+        let listed = t.known_v4(now, usize::MAX).len();
+        assert!(
+            listed <= RECENT_KNOWN && listed > RECENT_KNOWN * 9 / 10,
+            "{listed}"
+        );
+        assert!(
+            t.known_v4(now, usize::MAX)
+                .contains(&(0x7F10_0000 | (2 * RECENT_KNOWN as u32 - 1))),
+            "the newest stays"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! per-source cap, and graceful shutdown (stop accepting, let requests in flight finish within
 //! the grace period, then close).
 
+pub mod gate;
 mod seats;
 
 use std::future::Future;
@@ -133,6 +134,11 @@ pub async fn serve<C, F>(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        if app.guard.gate_engaged() {
+            // The copy of the gate's program it inherited from the listener: packets of an
+            // established connection always pass it, and it would keep an old program alive.
+            gate::detach(std::os::fd::AsRawFd::as_raw_fd(&stream));
+        }
         let app = app.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

@@ -52,6 +52,7 @@ settings! {
     /// The shield in front of the public listener (docs/shield.md).
     ShieldSettings, ShieldArgs, "Shield" {
         shield: Switch = "true", "Shield in front of the public listener; `false` switches every layer off (for comparison)";
+        gate: Switch = "true", "Under connection floods, let the kernel drop new connections from unknown sources before they queue (known ones always pass; `false` for comparison)";
         source_max_connections: NonZeroU32 = "64", "Most open connections from one source address";
         rate_per_source: NonZeroU32 = "50", "Lookups per second one address may make";
         rate_per_prefix: NonZeroU32 = "2000", "Lookups per second one /24 (IPv4) or /48 (IPv6) may make";
