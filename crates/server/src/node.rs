@@ -135,17 +135,12 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
     let ingest_addr = ingest_listener.local_addr().map_err(ServeError::Runtime)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    spawn_gate(&app, &public_listener, &rt.ingest, &stop_rx);
     let serving = Listeners {
         public: public_listener,
         ingest: ingest_listener,
     }
     .spawn(&app, rt.public(), &rt.ingest, &stop_rx);
     spawn_tasks(&app, &rt.ingest, restored, &stop_rx);
-    if let Some(push) = &app.push {
-        // The dispatcher, the confirmation mailer and push's housekeeping: ingest-side work.
-        push.spawn(&rt.ingest, &stop_rx);
-    }
     spawn_lag_probe(&app, &rt, &stop_rx);
 
     guard::snapshot::wait_for_first_build(&app.guard, &rt.ingest);
@@ -221,6 +216,7 @@ impl Listeners {
         ingest_rt: &Runtime,
         stop: &watch::Receiver<bool>,
     ) -> [tokio::task::JoinHandle<()>; 2] {
+        spawn_gate(app, &self.public, ingest_rt, stop);
         let l = &app.settings.listeners;
         let limits =
             |max_connections: usize, max_unsettled: usize, header_timeout| ListenerLimits {
@@ -276,9 +272,13 @@ fn spawn_gate(app: &Arc<App>, public: &TcpListener, rt: &Runtime, stop: &watch::
     }
 }
 
-/// The background tasks, all on the ingest runtime.
+/// The background tasks (push's included), all on the ingest runtime.
 fn spawn_tasks(app: &Arc<App>, rt: &Runtime, filter_restored: bool, stop: &watch::Receiver<bool>) {
     rt.spawn(ops::sample(app.clone(), stop.clone()));
+    if let Some(push) = &app.push {
+        // The dispatcher, the confirmation mailer and push's housekeeping: ingest-side work.
+        push.spawn(rt, stop);
+    }
     {
         let app = app.clone();
         let stop = stop.clone();

@@ -227,7 +227,17 @@ impl Shield {
             "# HELP rempart_gate_programs_total Programs the public listener's gate put in place.\n# TYPE rempart_gate_programs_total counter\nrempart_gate_programs_total {}",
             self.gate.programs.load(Relaxed)
         );
-        let gauges = [
+        for (name, help, value) in self.gauges() {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+    }
+
+    /// The shield's gauges for `/metrics`: name, help, value.
+    fn gauges(&self) -> [(&'static str, &'static str, u64); 13] {
+        [
             (
                 "rempart_shield_attack_mode",
                 "1 while attack mode is on.",
@@ -293,13 +303,7 @@ impl Shield {
                 "Known addresses the gate's program in force always lets in.",
                 u64::from(self.gate.known.load(Relaxed)),
             ),
-        ];
-        for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
+        ]
     }
 
     /// The shield's state for the operations page.

@@ -133,30 +133,55 @@ pub async fn serve<C, F>(
             refused(&app, which, peer, Reason::ConnCap);
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        if app.guard.gate_engaged() {
-            // The copy of the gate's program it inherited from the listener: packets of an
-            // established connection always pass it, and it would keep an old program alive.
-            gate::detach(std::os::fd::AsRawFd::as_raw_fd(&stream));
-        }
-        let app = app.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            app.metrics.connections_open[which.index()].fetch_add(1, Relaxed);
-            let accepted = Accepted {
-                stream,
-                peer,
-                at,
-                seat,
-            };
-            connection(app.clone(), accepted, limits, shutdown).await;
-            app.metrics.connections_open[which.index()].fetch_sub(1, Relaxed);
-            drop(source_slot);
-        });
+        let accepted = Accepted {
+            stream,
+            peer,
+            at,
+            seat,
+        };
+        spawn_connection(
+            which,
+            &app,
+            accepted,
+            source_slot,
+            connection,
+            limits,
+            &shutdown,
+        );
     }
     drop(listener);
     // Every connection holds a seat; getting them all back means every connection ended.
     seats.drained(limits.shutdown_grace + DRAIN_SLACK).await;
+}
+
+/// Drives one admitted connection on its own task; its per-source slot is given back when it
+/// ends.
+fn spawn_connection<C, F>(
+    which: Listener,
+    app: &Arc<App>,
+    accepted: Accepted,
+    source_slot: Option<rempart_shield::ConnectionGuard>,
+    connection: C,
+    limits: ListenerLimits,
+    shutdown: &watch::Receiver<bool>,
+) where
+    C: Fn(Arc<App>, Accepted, ListenerLimits, watch::Receiver<bool>) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let _ = accepted.stream.set_nodelay(true);
+    if app.guard.gate_engaged() {
+        // The copy of the gate's program it inherited from the listener: packets of an
+        // established connection always pass it, and it would keep an old program alive.
+        gate::detach(std::os::fd::AsRawFd::as_raw_fd(&accepted.stream));
+    }
+    let app = app.clone();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        app.metrics.connections_open[which.index()].fetch_add(1, Relaxed);
+        connection(app.clone(), accepted, limits, shutdown).await;
+        app.metrics.connections_open[which.index()].fetch_sub(1, Relaxed);
+        drop(source_slot);
+    });
 }
 
 /// A seat for a newcomer: ingest waits a little for evicted connections to close; on the public
