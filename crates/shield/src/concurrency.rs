@@ -3,7 +3,7 @@
 //! At most `limit` storage reads run at once. The limit adapts (AIMD): a read slower than the
 //! latency target lowers it by a tenth, a fast one raises it by 1/limit, between a floor and a
 //! ceiling. Anonymous lookups may use only the part of the limit not reserved for priority
-//! clients (API keys). A lookup that cannot start within its queue deadline is refused at once
+//! clients (API keys, challenge passes, sources the shield knows). A lookup that cannot start within its queue deadline is refused at once
 //! (503): shedding early beats queueing until the client times out. Ingest never goes through
 //! here: it has its own runtime and the store's group commit.
 
@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
-    /// Clients with an API key.
+    /// Proven clients: an API key, a valid challenge pass, or a source the shield knows.
     High,
     /// Everyone else.
     Anonymous,

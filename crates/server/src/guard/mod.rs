@@ -192,11 +192,18 @@ impl Guard {
             .is_some_and(|pass| shield.challenges.check_pass(&network, pass, now));
         if passed {
             shield.trust.mark_known(claims.source, now + KNOWN_FOR_S);
-        } else if shield.attack.is_on() {
+            return Admission::Admit(Priority::High);
+        }
+        if shield.attack.is_on() {
             shield.refuse(Reason::Challenge, Some(claims.source));
             return Admission::Challenge(shield.challenges.issue(&network, now));
         }
-        Admission::Admit(Priority::Anonymous)
+        // Proven clients first at storage too: a flood of real numbers that misses the cache
+        // must not take the reads of sources the shield knows.
+        match shield.trust.get(claims.source, now) {
+            Trust::Known => Admission::Admit(Priority::High),
+            _ => Admission::Admit(Priority::Anonymous),
+        }
     }
 
     /// A slot for a storage read, waiting at most the queue deadline; `None`: shed (503).
@@ -407,6 +414,28 @@ mod tests {
         ));
         assert!(matches!(
             guard.admit_lookup(&claims, || true),
+            Admission::Admit(Priority::High)
+        ));
+    }
+
+    #[test]
+    fn proven_sources_read_storage_at_the_high_priority() {
+        let guard = Guard::new(&ShieldSettings::defaults());
+        let stranger: IpAddr = "127.0.0.7".parse().unwrap();
+        let known: IpAddr = "127.0.0.8".parse().unwrap();
+        guard.mark_known(known);
+        let claims = |source| LookupClaims {
+            number: b"RR123456785FR",
+            source,
+            filter_trusted: false,
+            pass: None,
+        };
+        assert!(matches!(
+            guard.admit_lookup(&claims(stranger), || false),
+            Admission::Admit(Priority::Anonymous)
+        ));
+        assert!(matches!(
+            guard.admit_lookup(&claims(known), || false),
             Admission::Admit(Priority::High)
         ));
     }
