@@ -301,26 +301,25 @@ pub async fn run(listener: OwnedFd, guard: Arc<Guard>, mut stop: watch::Receiver
         }
         let next = next_level(level, queue, previous, now - changed_at, now - short_since);
         previous = queue;
-        let relearn = next > 0 && now - learned_at >= KNOWN_REFRESH;
-        let fresh = if relearn || (next > 0 && level == 0) {
+        // The known addresses are read when the gate closes, then at most every KNOWN_REFRESH.
+        let due = next > 0 && (level == 0 || now - learned_at >= KNOWN_REFRESH);
+        if due {
             learned_at = now;
-            shield.trust.known_v4(crate::clock::unix_now(), capacity)
-        } else {
-            known.clone()
-        };
-        if next == level && fresh == known {
+        }
+        let relearned = due
+            .then(|| shield.trust.known_v4(crate::clock::unix_now(), capacity))
+            .filter(|fresh| *fresh != known);
+        if next == level && relearned.is_none() {
             continue;
         }
         if next != level {
             changed_at = now;
-            tracing::info!(
-                queue,
-                known = fresh.len(),
-                "gate: one unknown SYN in {} let in",
-                1u32 << next
-            );
+            tracing::info!(queue, "gate: one unknown SYN in {} let in", 1u32 << next);
         }
-        (level, known) = (next, fresh);
+        level = next;
+        if let Some(fresh) = relearned {
+            known = fresh;
+        }
         if level == 0 {
             state.engaged.store(false, Relaxed);
             detach(listener.as_raw_fd());
