@@ -222,33 +222,69 @@ pub(crate) fn digest(token: &[u8]) -> [u8; 32] {
 }
 
 fn read_entries(path: &Path) -> Result<Vec<(String, [u8; 32])>, TokenError> {
+    read_records(path, MAX_TOKENS, |line| {
+        let (name, hex) = line.split_once('\t')?;
+        Some((name.to_owned(), parse_hex32(hex.trim())?))
+    })
+    .map_err(|e| match e {
+        RecordsError::Io(source) => TokenError::Io {
+            path: path.to_owned(),
+            source,
+        },
+        RecordsError::Corrupt(line) => TokenError::Corrupt {
+            path: path.to_owned(),
+            line,
+        },
+        RecordsError::TooMany => TokenError::TooMany,
+    })
+}
+
+/// Why a file of secrets' digests (tokens, API keys) could not be read.
+pub(crate) enum RecordsError {
+    Io(std::io::Error),
+    /// This line (from 1) does not parse.
+    Corrupt(usize),
+    /// More than the file's bound.
+    TooMany,
+}
+
+/// The records of a file of one record a line (absent: none), skipping blank lines and `#`
+/// comments; at most `max`.
+pub(crate) fn read_records<T>(
+    path: &Path,
+    max: usize,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, RecordsError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(TokenError::Io {
-                path: path.to_owned(),
-                source,
-            });
-        }
+        Err(e) => return Err(RecordsError::Io(e)),
     };
-    let mut entries = Vec::new();
+    let mut records = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
-        let corrupt = || TokenError::Corrupt {
-            path: path.to_owned(),
-            line: i + 1,
-        };
-        let (name, hex) = line.split_once('\t').ok_or_else(corrupt)?;
-        let digest = parse_hex32(hex.trim()).ok_or_else(corrupt)?;
-        entries.push((name.to_owned(), digest));
-        if entries.len() > MAX_TOKENS {
-            return Err(TokenError::TooMany);
+        records.push(parse(line).ok_or(RecordsError::Corrupt(i + 1))?);
+        if records.len() > max {
+            return Err(RecordsError::TooMany);
         }
     }
-    Ok(entries)
+    Ok(records)
+}
+
+/// Writes `text` as the whole of `<data>/<name>`: a temporary file, fsync'd, renamed over the
+/// old one, then the directory fsync'd.
+pub(crate) fn write_whole(data: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    let tmp = data.join(format!("{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, data.join(name))?;
+    if let Ok(dir) = std::fs::File::open(data) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 pub(crate) fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
@@ -354,27 +390,16 @@ pub fn revoke(data: &Path, name: &str) -> Result<bool, TokenError> {
     Ok(true)
 }
 
-/// Writes `entries` as the whole of `<data>/tokens`: a temporary file, fsync'd, renamed over
-/// the old one, then the directory fsync'd.
+/// Writes `entries` as the whole of `<data>/tokens` ([`write_whole`]).
 fn rewrite(data: &Path, entries: &[(String, [u8; 32])]) -> Result<(), TokenError> {
-    let path = data.join(TOKENS_FILE);
-    let io = |source| TokenError::Io {
-        path: path.clone(),
-        source,
-    };
     let mut text = String::new();
     for (n, d) in entries {
         let _ = writeln!(text, "{n}\t{}", to_hex(d));
     }
-    let tmp = data.join(format!("{TOKENS_FILE}.tmp"));
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    if let Ok(dir) = std::fs::File::open(data) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    write_whole(data, TOKENS_FILE, &text).map_err(|source| TokenError::Io {
+        path: data.join(TOKENS_FILE),
+        source,
+    })
 }
 
 /// The names of the tokens in `<data>/tokens`.

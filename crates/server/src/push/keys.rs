@@ -17,14 +17,14 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rempart_store::push::KeyId;
 
 use crate::tokens::{
-    FileStamp, TokenError, bearer, check_name, digest, parse_hex32, stamp, to_hex,
+    FileStamp, RecordsError, TokenError, bearer, check_name, digest, parse_hex32, read_records,
+    stamp, to_hex, write_whole,
 };
 
 /// File of key digests inside the data directory.
@@ -85,47 +85,35 @@ fn parse_scopes(text: &str) -> Option<Vec<Scope>> {
 }
 
 fn read_entries(path: &Path) -> Result<Vec<KeyEntry>, KeyError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(KeyError::Io {
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
-    let mut entries = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let corrupt = || KeyError::Corrupt {
-            path: path.to_owned(),
-            line: i + 1,
-        };
+    read_records(path, MAX_KEYS, |line| {
         let fields: Vec<&str> = line.split('\t').collect();
         let [name, id, scopes, hex] = fields[..] else {
-            return Err(corrupt());
+            return None;
         };
-        entries.push(KeyEntry {
+        Some(KeyEntry {
             name: name.to_owned(),
-            id: KeyId(u64::from_str_radix(id, 16).map_err(|_| corrupt())?),
-            scopes: parse_scopes(scopes).ok_or_else(corrupt)?,
-            digest: parse_hex32(hex.trim()).ok_or_else(corrupt)?,
-        });
-        if entries.len() > MAX_KEYS {
-            return Err(KeyError::TooMany);
-        }
-    }
-    Ok(entries)
+            id: KeyId(u64::from_str_radix(id, 16).ok()?),
+            scopes: parse_scopes(scopes)?,
+            digest: parse_hex32(hex.trim())?,
+        })
+    })
+    .map_err(|e| match e {
+        RecordsError::Io(source) => KeyError::Io {
+            path: path.to_owned(),
+            source,
+        },
+        RecordsError::Corrupt(line) => KeyError::Corrupt {
+            path: path.to_owned(),
+            line,
+        },
+        RecordsError::TooMany => KeyError::TooMany,
+    })
 }
 
-/// Writes `entries` as the whole file: a temporary file, fsync'd, renamed, the directory fsync'd.
+/// Writes `entries` as the whole of `<data>/api-keys` ([`write_whole`]).
 fn rewrite(data: &Path, entries: &[KeyEntry]) -> Result<(), KeyError> {
-    let path = data.join(KEYS_FILE);
     let io = |source| KeyError::Io {
-        path: path.clone(),
+        path: data.join(KEYS_FILE),
         source,
     };
     std::fs::create_dir_all(data).map_err(io)?;
@@ -141,15 +129,7 @@ fn rewrite(data: &Path, entries: &[KeyEntry]) -> Result<(), KeyError> {
             to_hex(&e.digest)
         );
     }
-    let tmp = data.join(format!("{KEYS_FILE}.tmp"));
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    if let Ok(dir) = std::fs::File::open(data) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    write_whole(data, KEYS_FILE, &text).map_err(io)
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], KeyError> {
