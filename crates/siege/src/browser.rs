@@ -20,7 +20,7 @@ use rempart_domain::TrackingNumber;
 use crate::client::{self, Connection, Response};
 use crate::run::{Plan, Rng};
 use crate::scenario::Class;
-use crate::stats::{ClassStats, Outcome};
+use crate::stats::{ClassStats, Outcome, SLOW_LOOKUP_US};
 
 /// Most challenges one lookup solves before giving up (a pass refused right after it was
 /// earned means something is wrong; a browser's page would loop, the tool stops).
@@ -159,6 +159,15 @@ pub struct User {
     pub solve_challenges: bool,
 }
 
+/// How one lookup's connections went, for the slow lookups' breakdown.
+#[derive(Default)]
+struct Trace {
+    opened: bool,
+    handshake: Duration,
+    longest_handshake: Duration,
+    retried: bool,
+}
+
 /// What one exchange gave.
 struct Exchange {
     outcome: Outcome,
@@ -184,11 +193,24 @@ impl User {
         request: &[u8],
         stats: &mut ClassStats,
         count: bool,
+        trace: &mut Trace,
     ) -> Exchange {
         for attempt in 0..2 {
             let reused = self.conn.is_some();
             if self.conn.is_none() {
-                match client::connect(self.source, plan.public.addr).await {
+                let started = Instant::now();
+                let connected = client::connect(self.source, plan.public.addr).await;
+                let took = started.elapsed();
+                trace.opened = true;
+                trace.handshake += took;
+                trace.longest_handshake = trace.longest_handshake.max(took);
+                if count && connected.is_ok() {
+                    let _ = stats
+                        .browser()
+                        .connects
+                        .record((took.as_micros() as u64).max(1));
+                }
+                match connected {
                     Ok(c) => self.conn = Some(c),
                     Err(_) => {
                         return Exchange {
@@ -212,6 +234,7 @@ impl User {
                 Ok(Err(_)) => {
                     self.conn = None;
                     if reused && attempt == 0 {
+                        trace.retried = true;
                         if count {
                             stats.browser().retries += 1;
                         }
@@ -294,7 +317,9 @@ impl User {
             self.cookie().as_deref(),
             Some(body.as_bytes()),
         );
-        let answer = self.send(plan, &request, stats, count).await;
+        let answer = self
+            .send(plan, &request, stats, count, &mut Trace::default())
+            .await;
         let pass = match (&answer.outcome, &answer.response) {
             (Outcome::Status { code: 200, .. }, Some(resp)) => {
                 parse_pass(resp, Instant::now(), DEFAULT_PASS_TTL)
@@ -335,7 +360,8 @@ impl User {
             client::browser_request("GET", &plan.public.host, path, cookie.as_deref(), None)
         };
         let request = get(self.cookie());
-        let mut answer = self.send(plan, &request, stats, count).await;
+        let mut trace = Trace::default();
+        let mut answer = self.send(plan, &request, stats, count, &mut trace).await;
         let mut solves = 0;
         let mut met = false;
         let mut unsolved = false;
@@ -363,7 +389,7 @@ impl User {
                 break;
             }
             let request = get(self.cookie());
-            answer = self.send(plan, &request, stats, count).await;
+            answer = self.send(plan, &request, stats, count, &mut trace).await;
             unsolved = false;
         }
         let micros = started.elapsed().saturating_sub(not_the_users).as_micros() as u64;
@@ -378,6 +404,17 @@ impl User {
             b.unsolved += u64::from(unsolved);
             let histogram = if met { &mut b.challenged } else { &mut b.plain };
             let _ = histogram.record(micros.max(1));
+            if !met && micros > SLOW_LOOKUP_US {
+                let slow = &mut b.slow;
+                slow.count += 1;
+                slow.opened += u64::from(trace.opened);
+                slow.handshake_over_1s +=
+                    u64::from(trace.longest_handshake >= Duration::from_secs(1));
+                slow.retried += u64::from(trace.retried);
+                slow.handshake_us += trace.handshake.as_micros() as u64;
+                slow.total_us += micros;
+                *slow.by_second.entry(second).or_default() += 1;
+            }
         }
     }
 }

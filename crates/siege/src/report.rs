@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 
 use crate::node::NodeReport;
 use crate::scenario::{Class, Kind};
-use crate::stats::{self, BrowserStats, ClassStats};
+use crate::stats::{self, BrowserStats, ClassStats, SlowLookups};
 
 #[derive(Serialize)]
 pub struct Report {
@@ -86,6 +86,40 @@ pub struct BrowserReport {
     pub challenge_latency_ms: Latency,
     /// The proof of work alone.
     pub solving_ms: Latency,
+    /// Opening a connection (the TCP handshake).
+    pub connect_ms: Latency,
+    /// Lookups without a challenge over 100 ms, and where their time went.
+    pub slow: SlowReport,
+}
+
+/// Lookups without a challenge over 100 ms: how many opened a connection, how many waited for
+/// a SYN sent again (handshake ≥ 1 s), how many were sent again on a new connection, the share
+/// of their time spent in handshakes, and when they happened (second of the run → count).
+#[derive(Serialize)]
+pub struct SlowReport {
+    pub count: u64,
+    pub opened: u64,
+    pub handshake_over_1s: u64,
+    pub retried: u64,
+    pub handshake_share: f64,
+    pub by_second: BTreeMap<String, u64>,
+}
+
+impl SlowReport {
+    fn new(s: &SlowLookups) -> SlowReport {
+        SlowReport {
+            count: s.count,
+            opened: s.opened,
+            handshake_over_1s: s.handshake_over_1s,
+            retried: s.retried,
+            handshake_share: s.handshake_us as f64 / s.total_us.max(1) as f64,
+            by_second: s
+                .by_second
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        }
+    }
 }
 
 impl BrowserReport {
@@ -108,6 +142,8 @@ impl BrowserReport {
             challenged_lookups: b.challenged.len(),
             challenge_latency_ms: Latency::of(&b.challenged),
             solving_ms: Latency::of(&b.solving),
+            connect_ms: Latency::of(&b.connects),
+            slow: SlowReport::new(&b.slow),
         }
     }
 }
@@ -311,6 +347,19 @@ impl Report {
                     b.challenges_met,
                     b.passes_earned,
                     b.retries
+                ));
+                let s = &b.slow;
+                lines.push(format!(
+                    "{}: connect p50 {:.2} ms p99 {:.2} ms max {:.0} ms; {} lookups without a challenge over 100 ms: {} opened a connection, {} waited >= 1 s for a handshake, {} retried, {:.0}% of their time in handshakes",
+                    c.name,
+                    b.connect_ms.p50,
+                    b.connect_ms.p99,
+                    b.connect_ms.max,
+                    s.count,
+                    s.opened,
+                    s.handshake_over_1s,
+                    s.retried,
+                    s.handshake_share * 100.0
                 ));
             }
         }

@@ -118,6 +118,45 @@ pub struct BrowserStats {
     /// Requests sent again on a new connection because a reused one closed before answering
     /// (what browsers do for idempotent requests).
     pub retries: u64,
+    /// Time to open each new connection (the TCP handshake; a lost SYN is retried after 1 s).
+    pub connects: Histogram<u64>,
+    /// Lookups without a challenge over [`SLOW_LOOKUP_US`], and where their time went.
+    pub slow: SlowLookups,
+}
+
+/// A lookup without a challenge slower than this is broken down in [`SlowLookups`].
+pub const SLOW_LOOKUP_US: u64 = 100_000;
+
+/// Where the slow lookups' time went: opening connections (a handshake ≥ 1 s is a SYN sent
+/// again) or waiting for the answer on an open one.
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
+pub struct SlowLookups {
+    pub count: u64,
+    /// Slow lookups that opened a connection.
+    pub opened: u64,
+    /// ... whose handshake took ≥ 1 s.
+    pub handshake_over_1s: u64,
+    /// ... sent again on a new connection because the reused one closed unanswered.
+    pub retried: u64,
+    /// Microseconds the slow lookups spent in handshakes, and in all.
+    pub handshake_us: u64,
+    pub total_us: u64,
+    /// Slow lookups by the second of the run they started in.
+    pub by_second: BTreeMap<usize, u64>,
+}
+
+impl SlowLookups {
+    fn merge(&mut self, other: &SlowLookups) {
+        self.count += other.count;
+        self.opened += other.opened;
+        self.handshake_over_1s += other.handshake_over_1s;
+        self.retried += other.retried;
+        self.handshake_us += other.handshake_us;
+        self.total_us += other.total_us;
+        for (second, n) in &other.by_second {
+            *self.by_second.entry(*second).or_default() += n;
+        }
+    }
 }
 
 impl Default for BrowserStats {
@@ -134,6 +173,8 @@ impl Default for BrowserStats {
             users_paid: 0,
             users: 0,
             retries: 0,
+            connects: histogram(),
+            slow: SlowLookups::default(),
         }
     }
 }
@@ -153,6 +194,8 @@ impl BrowserStats {
         self.users_paid += other.users_paid;
         self.users += other.users;
         self.retries += other.retries;
+        let _ = self.connects.add(&other.connects);
+        self.slow.merge(&other.slow);
     }
 }
 
@@ -317,12 +360,20 @@ mod tests {
         b.browser().challenges_met = 3;
         b.browser().users_paid = 1;
         let _ = b.browser().challenged.record(30_000);
+        let _ = b.browser().connects.record(1_000_000);
+        b.browser().slow.count = 2;
+        b.browser().slow.by_second.insert(7, 2);
+        a.browser().slow.count = 1;
+        a.browser().slow.by_second.insert(7, 1);
         a.merge(&b);
         assert_eq!(a.sent, 204);
         assert_eq!((a.closed_unanswered, a.abandoned), (1, 1));
         let browser = a.browser.as_ref().unwrap();
         assert_eq!((browser.challenges_met, browser.users_paid), (3, 1));
         assert_eq!(browser.challenged.len(), 1);
+        assert_eq!(browser.connects.len(), 1);
+        assert_eq!(browser.slow.count, 3);
+        assert_eq!(browser.slow.by_second[&7], 3);
         assert_eq!(a.success, 100);
         assert_eq!(a.statuses[&200], 100);
         assert_eq!(a.statuses[&404], 100);
