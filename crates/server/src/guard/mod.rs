@@ -286,9 +286,8 @@ impl Guard {
     /// A source whose connection kept earning refusals: bad for a while.
     pub fn mark_bad(&self, source: IpAddr) {
         if let Some(shield) = &self.shield {
-            shield
-                .trust
-                .mark_bad(source, crate::clock::unix_now() + BAD_FOR_S);
+            let now = crate::clock::unix_now();
+            shield.trust.mark_bad(source, now, now + BAD_FOR_S);
         }
     }
 

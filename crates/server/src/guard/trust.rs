@@ -148,10 +148,18 @@ impl TrustTable {
         addresses
     }
 
-    /// Remembers `ip` as bad until `until` (seconds). A known source stays known: its pass
-    /// outweighs a burst of refusals (the rate limiter still applies to it).
-    pub fn mark_bad(&self, ip: IpAddr, until: u64) {
-        if self.get(ip, 0) != Trust::Known {
+    /// Remembers `ip` as bad from `now` until `until` (seconds). A known source stays known: its
+    /// pass outweighs a burst of refusals (the rate limiter still applies to it). Nor does a bad
+    /// mark take the slot of *another* source known at `now`: a flood from as many addresses as
+    /// the table has slots would otherwise overwrite most known customers (their new
+    /// connections then start on the open runtime, and the gate drops their SYNs). Only a
+    /// source that earned being known (a pass, a key, a person's pace) can take a known one's
+    /// slot.
+    pub fn mark_bad(&self, ip: IpAddr, now: u64, until: u64) {
+        let slot = (self.tag(ip) as usize) & (SLOTS - 1);
+        let state = self.states[slot].load(Relaxed);
+        let known_there = state & 0xff == KNOWN && state >> 8 > now;
+        if !known_there {
             self.set(ip, BAD, until);
         }
     }
@@ -175,7 +183,7 @@ mod tests {
         let t = TrustTable::default();
         assert_eq!(t.get(ip("127.1.2.3"), 10), Trust::Unknown);
         t.mark_known(ip("127.1.2.3"), 100);
-        t.mark_bad(ip("127.9.9.9"), 50);
+        t.mark_bad(ip("127.9.9.9"), 10, 50);
         assert_eq!(t.get(ip("127.1.2.3"), 10), Trust::Known);
         assert_eq!(
             t.get(ip("::ffff:127.1.2.3"), 10),
@@ -184,8 +192,14 @@ mod tests {
         );
         assert_eq!(t.get(ip("127.9.9.9"), 10), Trust::Bad);
         assert_eq!(t.get(ip("127.9.9.9"), 50), Trust::Unknown, "expired");
-        t.mark_bad(ip("127.1.2.3"), 200);
+        t.mark_bad(ip("127.1.2.3"), 10, 200);
         assert_eq!(t.get(ip("127.1.2.3"), 10), Trust::Known, "a pass outweighs");
+        t.mark_bad(ip("127.1.2.3"), 100, 200);
+        assert_eq!(
+            t.get(ip("127.1.2.3"), 110),
+            Trust::Bad,
+            "once the pass expired"
+        );
     }
 
     #[test]
@@ -193,11 +207,38 @@ mod tests {
         let t = TrustTable::default();
         let bytes = t.memory_bytes();
         for i in 0..1_000_000u32 {
-            t.mark_bad(IpAddr::V4((0x0A00_0000 | i).into()), 100);
+            t.mark_bad(IpAddr::V4((0x0A00_0000 | i).into()), 1, 100);
         }
         t.mark_known(ip("127.1.2.3"), 100);
         assert_eq!(t.get(ip("127.1.2.3"), 1), Trust::Known);
         assert_eq!(t.memory_bytes(), bytes);
+    }
+
+    #[test]
+    fn a_flood_marked_bad_does_not_make_the_node_forget_its_customers() {
+        let t = TrustTable::default();
+        let customers: Vec<IpAddr> = (0..200u32)
+            .map(|i| IpAddr::V4((0x7F10_0000 | i << 8 | 1).into()))
+            .collect();
+        for c in &customers {
+            t.mark_known(*c, 1_000);
+        }
+        // As many flooding addresses as the table has slots, four times over: without the
+        // rule, ~98% of the customers' slots would be taken.
+        for i in 0..(4 * SLOTS as u32) {
+            t.mark_bad(IpAddr::V4((0x0A00_0000 | i).into()), 10, 100);
+        }
+        for c in &customers {
+            assert_eq!(t.get(*c, 10), Trust::Known, "{c}");
+        }
+        assert_eq!(t.known_v4(10, RECENT_KNOWN).len(), customers.len());
+        // The flood's own marks hold where they found room (the last ones marked: earlier
+        // ones were mostly overwritten by later ones).
+        let last = 4 * SLOTS as u32;
+        let bad = (last - 1_000..last)
+            .filter(|i| t.get(IpAddr::V4((0x0A00_0000 | i).into()), 10) == Trust::Bad)
+            .count();
+        assert!(bad > 900, "{bad}");
     }
 
     #[test]
@@ -208,7 +249,7 @@ mod tests {
         t.mark_known(ip("::ffff:127.0.0.7"), now + 200);
         t.mark_known(ip("::1"), now + 100);
         t.mark_known(ip("127.0.0.8"), now + 1);
-        t.mark_bad(ip("127.0.0.5"), now + 100);
+        t.mark_bad(ip("127.0.0.5"), now, now + 100);
         let listed = |most| -> Vec<Ipv4Addr> {
             t.known_v4(now, most)
                 .into_iter()
