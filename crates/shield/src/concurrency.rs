@@ -3,9 +3,13 @@
 //! At most `limit` storage reads run at once. The limit adapts (AIMD): a read slower than the
 //! latency target lowers it by a tenth, a fast one raises it by 1/limit, between a floor and a
 //! ceiling. Anonymous lookups may use only the part of the limit not reserved for priority
-//! clients (API keys, challenge passes, sources the shield knows). A lookup that cannot start within its queue deadline is refused at once
-//! (503): shedding early beats queueing until the client times out. Ingest never goes through
-//! here: it has its own runtime and the store's group commit.
+//! clients (API keys, challenge passes, sources the shield knows), and none at all while a
+//! priority read waits: a freed slot goes to a waiting priority read first. (Under a flood the
+//! anonymous reads run on the open runtime, which the kernel schedules last, so they hold their
+//! slots long; without that rule a customer's read waited behind them and was shed.) A lookup
+//! that cannot start within its queue deadline is refused at once (503): shedding early beats
+//! queueing until the client times out. Ingest never goes through here: it has its own runtime
+//! and the store's group commit.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -29,7 +33,11 @@ pub struct ConcurrencyLimiter {
     target: Duration,
     limit: Mutex<f64>,
     in_flight: AtomicUsize,
+    /// Priority reads waiting for a slot.
+    high_waiting: AtomicUsize,
+    /// Wakes anonymous waiters, and priority ones ([`Self::freed_high`]) first.
     freed: Notify,
+    freed_high: Notify,
 }
 
 /// A running storage read; report its latency with `done`, or drop it.
@@ -54,7 +62,18 @@ impl Permit<'_> {
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         self.limiter.in_flight.fetch_sub(1, Relaxed);
-        self.limiter.freed.notify_one();
+        self.limiter.wake_one();
+    }
+}
+
+/// Counts a priority read among the waiting ones while it lives.
+struct Waiting<'a>(&'a ConcurrencyLimiter);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.high_waiting.fetch_sub(1, Relaxed);
+        // Whatever slot it was woken for and did not take goes to the others.
+        self.0.wake_one();
     }
 }
 
@@ -73,7 +92,9 @@ impl ConcurrencyLimiter {
             target,
             limit: Mutex::new(ceiling as f64),
             in_flight: AtomicUsize::new(0),
+            high_waiting: AtomicUsize::new(0),
             freed: Notify::new(),
+            freed_high: Notify::new(),
         }
     }
 
@@ -85,10 +106,18 @@ impl ConcurrencyLimiter {
         self.in_flight.load(Relaxed)
     }
 
+    fn wake_one(&self) {
+        match self.high_waiting.load(Relaxed) {
+            0 => self.freed.notify_one(),
+            _ => self.freed_high.notify_one(),
+        }
+    }
+
     fn try_take(&self, priority: Priority) -> bool {
         let limit = self.limit();
         let cap = match priority {
             Priority::High => limit,
+            _ if self.high_waiting.load(Relaxed) > 0 => return false,
             Priority::Anonymous => (limit * (100 - self.reserved_percent) / 100).max(1),
         };
         self.in_flight
@@ -98,9 +127,22 @@ impl ConcurrencyLimiter {
 
     /// A slot, waiting at most `deadline`; `None` means: refuse now (503).
     pub async fn acquire(&self, priority: Priority, deadline: Duration) -> Option<Permit<'_>> {
+        if self.try_take(priority) {
+            return Some(Permit {
+                limiter: self,
+                started: Instant::now(),
+            });
+        }
         let give_up = tokio::time::Instant::now() + deadline;
+        let (freed, _waiting) = match priority {
+            Priority::High => {
+                self.high_waiting.fetch_add(1, Relaxed);
+                (&self.freed_high, Some(Waiting(self)))
+            }
+            Priority::Anonymous => (&self.freed, None),
+        };
         loop {
-            let notified = self.freed.notified();
+            let notified = freed.notified();
             if self.try_take(priority) {
                 return Some(Permit {
                     limiter: self,
@@ -145,6 +187,44 @@ mod tests {
                 .is_some(),
             "a freed slot is reused"
         );
+    }
+
+    #[tokio::test]
+    async fn a_freed_slot_goes_to_a_waiting_priority_read_before_earlier_anonymous_ones() {
+        // No reserve: the freed slot is one an anonymous read may take.
+        let l = std::sync::Arc::new(ConcurrencyLimiter::new(2, 2, 0, Duration::from_secs(1)));
+        let anonymous = l.acquire(Priority::Anonymous, Duration::ZERO).await;
+        let high = l.acquire(Priority::High, Duration::ZERO).await;
+        assert!(anonymous.is_some() && high.is_some());
+        let wait = |priority| {
+            let l = l.clone();
+            tokio::spawn(async move {
+                l.acquire(priority, Duration::from_millis(300))
+                    .await
+                    .map(drop)
+                    .is_some()
+            })
+        };
+        // Anonymous readers queue first, then a priority one.
+        let early: Vec<_> = (0..3).map(|_| wait(Priority::Anonymous)).collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let l2 = l.clone();
+        let priority = tokio::spawn(async move {
+            let p = l2.acquire(Priority::High, Duration::from_millis(300)).await;
+            // Holds it until the anonymous waiters gave up.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            p.is_some()
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(anonymous);
+        assert!(
+            priority.await.unwrap(),
+            "the priority read got the freed slot"
+        );
+        for e in early {
+            assert!(!e.await.unwrap(), "no anonymous read took it");
+        }
+        drop(high);
     }
 
     #[tokio::test]
