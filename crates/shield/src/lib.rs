@@ -24,7 +24,7 @@ mod topk;
 
 pub use attack::{AttackDetector, AttackMode, AttackSettings, Cause, Window};
 pub use challenge::{Challenge, ChallengeError, Challenges, leading_zero_bits, solve};
-pub use concurrency::{ConcurrencyLimiter, Permit, Priority};
+pub use concurrency::{ConcurrencyLimiter, MIN_RESERVED, Permit, Priority};
 pub use conns::{ConnectionGuard, SourceConnections};
 pub use filter::{Built, DEFAULT_MAX_RECENT, ExistenceFilter, Verdict};
 pub use limiter::{Decision, RateLimiter, canonical, prefix_of};

@@ -38,9 +38,10 @@ const WINDOW_BUCKETS: [u64; 12] = [
 pub const FILTER_ANSWERS: [&str; 3] = ["absent", "maybe", "skipped"];
 /// Most entries the existence filter's recent sets hold before it asks for a rebuild.
 pub const MAX_RECENT_NUMBERS: usize = rempart_shield::DEFAULT_MAX_RECENT;
-/// Smallest adaptive storage concurrency.
-pub const STORAGE_CONCURRENCY_FLOOR: usize = 4;
-/// Share of the storage concurrency kept for API-key clients.
+/// Smallest adaptive storage concurrency (half of it kept for priority reads at the floor, see
+/// `rempart_shield::MIN_RESERVED`).
+pub const STORAGE_CONCURRENCY_FLOOR: usize = 8;
+/// Share of the storage concurrency kept for priority reads (API keys, passes, known sources).
 pub const PRIORITY_RESERVE_PERCENT: usize = 20;
 /// Seconds a challenge stays solvable.
 pub const CHALLENGE_TTL_S: u64 = 120;
