@@ -156,3 +156,48 @@ async fn a_malformed_url_is_refused() {
         Ok(_) => panic!("connected with a malformed URL"),
     }
 }
+
+/// The filter's rebuild lists every parcel page by page: each page must walk the parcel index,
+/// not scan and sort the whole table (at 30 million rows a page outran the statement timeout and
+/// the filter was never built). With sequential scans priced out, a query the index cannot
+/// order still plans a sort of every row; one it can walks the index in order, with no sort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_tracking_numbers_walks_the_parcel_index() {
+    use rempart_store::contract::{event, number};
+    let db = pg::TestDatabase::create().await;
+    let store = PgStore::connect(&db.url(), PgOptions::default())
+        .await
+        .unwrap();
+    let stored = store
+        .append(
+            (0..50)
+                .map(|i| event(&format!("list:{i}"), number(i), 0))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.accepted, 50);
+    let client = db.admin_client().await;
+    client
+        .batch_execute("ANALYZE rempart_events")
+        .await
+        .unwrap();
+    client
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .unwrap();
+    let sql = rempart_store_pg::LIST_SQL
+        .replace("$1", "''")
+        .replace("$2", "100000");
+    let plan: String = client
+        .query(&format!("EXPLAIN {sql}"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0) + "\n")
+        .collect();
+    assert!(plan.contains("rempart_events_parcel"), "{plan}");
+    assert!(!plan.contains("Sort"), "{plan}");
+    drop(client);
+    db.drop_now().await;
+}
