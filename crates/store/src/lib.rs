@@ -124,8 +124,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Empty when the parcel is unknown.
     async fn parcel_events(&self, tn: &TrackingNumber) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// One page of all known tracking numbers in ascending byte order, strictly after `after`,
-    /// at most `limit` (capped at [`MAX_PAGE`]). An empty page means the end.
+    /// One page of all known tracking numbers in ascending order, strictly after `after`, at
+    /// most `limit` (capped at [`MAX_PAGE`]). An empty page means the end. The order is the
+    /// store's own (byte order for the embedded store; on PostgreSQL the column's collation,
+    /// which orders tracking numbers, upper-case letters and digits, as bytes in the C collation
+    /// and the usual locales); callers need only that paging with `after` visits each once.
     async fn tracking_numbers(
         &self,
         after: Option<TrackingNumber>,
