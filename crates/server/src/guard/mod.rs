@@ -315,7 +315,9 @@ impl Guard {
     }
 
     /// The shield's large memory consumers with their bounds (none when off): the built filter
-    /// (bounded by `filter_max_parcels`, ~1.13 bytes a parcel) and its recent sets (fixed).
+    /// (bounded by `filter_max_parcels`, ~1.13 bytes a parcel), its recent sets (fixed), and a
+    /// rebuild while it runs (bounded by `filter_max_parcels` too, see
+    /// [`shield::REBUILD_BYTES_PER_PARCEL`]).
     pub fn memory_use(&self, max_parcels: u64) -> Vec<rempart_store::MemoryUse> {
         let Some(shield) = &self.shield else {
             return Vec::new();
@@ -331,6 +333,13 @@ impl Guard {
                 consumer: "existence_filter_recent",
                 bytes: shield.filter.recent_memory_bytes() as u64,
                 bound_bytes: Some(shield.filter.recent_memory_bytes() as u64),
+            },
+            rempart_store::MemoryUse {
+                consumer: "existence_filter_rebuild",
+                bytes: shield
+                    .rebuild_bytes
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                bound_bytes: Some(max_parcels * shield::REBUILD_BYTES_PER_PARCEL),
             },
         ]
     }
@@ -437,5 +446,28 @@ mod tests {
             guard.admit_lookup(&claims(known), || false),
             Admission::Admit(Priority::High)
         ));
+    }
+
+    #[test]
+    fn every_filter_consumer_is_listed_with_a_bound_from_filter_max_parcels() {
+        let guard = Guard::new(&ShieldSettings::defaults());
+        let uses = guard.memory_use(20_000_000);
+        let bound = |name: &str| {
+            uses.iter()
+                .find(|u| u.consumer == name)
+                .and_then(|u| u.bound_bytes)
+                .unwrap_or_else(|| panic!("{name} not listed"))
+        };
+        assert_eq!(
+            bound("existence_filter_rebuild"),
+            20_000_000 * shield::REBUILD_BYTES_PER_PARCEL
+        );
+        assert!(bound("existence_filter") >= 20_000_000);
+        assert!(bound("existence_filter_recent") > 0);
+        let rebuild = uses
+            .iter()
+            .find(|u| u.consumer == "existence_filter_rebuild");
+        assert_eq!(rebuild.map(|u| u.bytes), Some(0), "no rebuild running");
+        assert!(off().memory_use(20_000_000).is_empty());
     }
 }

@@ -38,6 +38,13 @@ const WINDOW_BUCKETS: [u64; 12] = [
 pub const FILTER_ANSWERS: [&str; 3] = ["absent", "maybe", "skipped"];
 /// Most entries the existence filter's recent sets hold before it asks for a rebuild.
 pub const MAX_RECENT_NUMBERS: usize = rempart_shield::DEFAULT_MAX_RECENT;
+/// Most bytes a rebuild of the existence filter holds per parcel while it runs: the listed
+/// keys (8 bytes each, up to twice that while their vector grows past its first estimate), then
+/// `xorf`'s binary fuse builder, ~24 bytes a key besides the fingerprints it keeps (per array
+/// slot, 1.125 a key: `alone` 4, `t2count` 1, `t2hash` 8; per key: `reverse_order` 8,
+/// `reverse_h` 1). Bounded by `filter_max_parcels`, like the filter itself; shown on /metrics
+/// as `existence_filter_rebuild`.
+pub const REBUILD_BYTES_PER_PARCEL: u64 = 40;
 /// Smallest adaptive storage concurrency (half of it kept for priority reads at the floor, see
 /// `rempart_shield::MIN_RESERVED`).
 pub const STORAGE_CONCURRENCY_FLOOR: usize = 8;
@@ -75,6 +82,9 @@ pub struct Shield {
     pub filter_restored: AtomicBool,
     /// The store holds more parcels than `filter_max_parcels`: no filter (every answer "maybe").
     pub filter_off: AtomicBool,
+    /// Bytes a rebuild of the filter holds while it runs (listed keys, then the builder's
+    /// arrays); 0 between rebuilds. See [`REBUILD_BYTES_PER_PARCEL`].
+    pub rebuild_bytes: AtomicU64,
     window_requests: AtomicU64,
     window_refused: AtomicU64,
     window_latency: [AtomicU64; WINDOW_BUCKETS.len()],
@@ -121,6 +131,7 @@ impl Shield {
             storage_reads: AtomicU64::new(0),
             filter_restored: AtomicBool::new(false),
             filter_off: AtomicBool::new(false),
+            rebuild_bytes: AtomicU64::new(0),
             window_requests: AtomicU64::new(0),
             window_refused: AtomicU64::new(0),
             window_latency: Default::default(),

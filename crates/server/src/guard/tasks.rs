@@ -3,7 +3,7 @@
 //! refusals every few seconds (never one line per refused request).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rempart_domain::TrackingNumber;
@@ -40,7 +40,11 @@ async fn rebuild_once(
     stop: &watch::Receiver<bool>,
 ) -> Result<usize, NotRebuilt> {
     shield.filter.begin_rebuild();
-    let mut keys: Vec<u64> = Vec::new();
+    let held = RebuildBytes(&shield.rebuild_bytes);
+    // Sized for what the filter last knew, a tenth more: the vector seldom grows (each growth
+    // holds the old and the new copy for a moment).
+    let known = shield.filter.len() + shield.filter.recent_len();
+    let mut keys: Vec<u64> = Vec::with_capacity((known + known / 10).min(max_parcels + 1));
     let mut after: Option<TrackingNumber> = None;
     loop {
         if *stop.borrow() {
@@ -54,12 +58,14 @@ async fn rebuild_once(
             break;
         };
         keys.extend(page.iter().map(|tn| ExistenceFilter::key_of(tn.as_bytes())));
+        held.set(keys.capacity() as u64 * 8);
         if keys.len() > max_parcels {
             return Err(NotRebuilt::TooMany(keys.len()));
         }
         after = Some(last);
     }
     let listed = keys.len();
+    held.set(keys.capacity() as u64 * 8 + listed as u64 * BUILDER_BYTES_PER_KEY);
     let built = tokio::task::spawn_blocking(move || ExistenceFilter::build(keys))
         .await
         .map_err(|e| NotRebuilt::Failed(format!("the filter build failed: {e}")))?
@@ -67,6 +73,25 @@ async fn rebuild_once(
     shield.filter.install(built);
     shield.filter_off.store(false, Ordering::Relaxed);
     Ok(listed)
+}
+
+/// The builder's arrays per key besides the fingerprints it keeps (see
+/// `REBUILD_BYTES_PER_PARCEL`).
+const BUILDER_BYTES_PER_KEY: u64 = 24;
+
+/// What a rebuild holds, shown on /metrics while it runs, back to 0 however it ends.
+struct RebuildBytes<'a>(&'a AtomicU64);
+
+impl RebuildBytes<'_> {
+    fn set(&self, bytes: u64) {
+        self.0.store(bytes, Ordering::Relaxed);
+    }
+}
+
+impl Drop for RebuildBytes<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
 }
 
 /// Rebuilds the existence filter every `every`, and early when it asks for it (its recent set
