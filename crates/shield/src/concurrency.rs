@@ -112,6 +112,13 @@ impl ConcurrencyLimiter {
         self.in_flight.load(Relaxed)
     }
 
+    fn permit(&self) -> Permit<'_> {
+        Permit {
+            limiter: self,
+            started: Instant::now(),
+        }
+    }
+
     fn wake_one(&self) {
         match self.high_waiting.load(Relaxed) {
             0 => self.freed.notify_one(),
@@ -137,10 +144,7 @@ impl ConcurrencyLimiter {
     /// A slot, waiting at most `deadline`; `None` means: refuse now (503).
     pub async fn acquire(&self, priority: Priority, deadline: Duration) -> Option<Permit<'_>> {
         if self.try_take(priority) {
-            return Some(Permit {
-                limiter: self,
-                started: Instant::now(),
-            });
+            return Some(self.permit());
         }
         let give_up = tokio::time::Instant::now() + deadline;
         let (freed, _waiting) = match priority {
@@ -153,10 +157,7 @@ impl ConcurrencyLimiter {
         loop {
             let notified = freed.notified();
             if self.try_take(priority) {
-                return Some(Permit {
-                    limiter: self,
-                    started: Instant::now(),
-                });
+                return Some(self.permit());
             }
             if tokio::time::timeout_at(give_up, notified).await.is_err() {
                 return None;
