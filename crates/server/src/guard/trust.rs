@@ -223,15 +223,24 @@ mod tests {
         for c in &customers {
             t.mark_known(*c, 1_000);
         }
+        // Two customers hashing to one slot: the later one holds it (by design, and ~26% of
+        // runs have such a pair among 200). The rule is about the flood: whoever is known
+        // before it stays known after it.
+        let known_before: Vec<IpAddr> = customers
+            .iter()
+            .copied()
+            .filter(|c| t.get(*c, 10) == Trust::Known)
+            .collect();
+        assert!(known_before.len() >= customers.len() - 10);
         // As many flooding addresses as the table has slots, four times over: without the
         // rule, ~98% of the customers' slots would be taken.
         for i in 0..(4 * SLOTS as u32) {
             t.mark_bad(IpAddr::V4((0x0A00_0000 | i).into()), 10, 100);
         }
-        for c in &customers {
+        for c in &known_before {
             assert_eq!(t.get(*c, 10), Trust::Known, "{c}");
         }
-        assert_eq!(t.known_v4(10, RECENT_KNOWN).len(), customers.len());
+        assert_eq!(t.known_v4(10, RECENT_KNOWN).len(), known_before.len());
         // The flood's own marks hold where they found room (the last ones marked: earlier
         // ones were mostly overwritten by later ones).
         let last = 4 * SLOTS as u32;
