@@ -130,7 +130,7 @@ impl ConcurrencyLimiter {
         let limit = self.limit();
         let cap = match priority {
             Priority::High => limit,
-            _ if self.high_waiting.load(Relaxed) > 0 => return false,
+            Priority::Anonymous if self.high_waiting.load(Relaxed) > 0 => return false,
             Priority::Anonymous => {
                 let reserved = (limit * self.reserved_percent / 100).max(MIN_RESERVED);
                 limit.saturating_sub(reserved).max(1)

@@ -73,10 +73,15 @@ impl TrustTable {
         h.finish().max(1)
     }
 
+    /// `ip`'s tag and the slot it maps to.
+    fn place(&self, ip: IpAddr) -> (u64, usize) {
+        let tag = self.tag(ip);
+        (tag, (tag as usize) & (SLOTS - 1))
+    }
+
     /// What is remembered of `ip` at `now` (seconds).
     pub fn get(&self, ip: IpAddr, now: u64) -> Trust {
-        let tag = self.tag(ip);
-        let slot = (tag as usize) & (SLOTS - 1);
+        let (tag, slot) = self.place(ip);
         if self.tags[slot].load(Relaxed) != tag {
             return Trust::Unknown;
         }
@@ -92,16 +97,14 @@ impl TrustTable {
     }
 
     fn set(&self, ip: IpAddr, state: u64, until: u64) {
-        let tag = self.tag(ip);
-        let slot = (tag as usize) & (SLOTS - 1);
+        let (tag, slot) = self.place(ip);
         self.tags[slot].store(tag, Relaxed);
         self.states[slot].store(until << 8 | state, Relaxed);
     }
 
     /// Remembers `ip` as known until `until` (seconds).
     pub fn mark_known(&self, ip: IpAddr, until: u64) {
-        let tag = self.tag(ip);
-        let slot = (tag as usize) & (SLOTS - 1);
+        let (tag, slot) = self.place(ip);
         let before = self.states[slot].load(Relaxed);
         let listed = self.tags[slot].load(Relaxed) == tag
             && before & 0xff == KNOWN
@@ -156,7 +159,7 @@ impl TrustTable {
     /// source that earned being known (a pass, a key, a person's pace) can take a known one's
     /// slot.
     pub fn mark_bad(&self, ip: IpAddr, now: u64, until: u64) {
-        let slot = (self.tag(ip) as usize) & (SLOTS - 1);
+        let (_, slot) = self.place(ip);
         let state = self.states[slot].load(Relaxed);
         let known_there = state & 0xff == KNOWN && state >> 8 > now;
         if !known_there {
