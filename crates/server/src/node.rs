@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use rempart_shield::SourceConnections;
 use rempart_store::push::PushStore;
-use rempart_store::{EventStore, StoreError};
+use rempart_store::{ChangeCursor, EventStore, StoreError};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -130,7 +130,7 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         let _ = app.suggestions.set(demo.numbers());
     }
     let demo_wrote = demo.as_ref().is_some_and(|d| d.written.is_some());
-    let restored = guard::snapshot::restore_at_start(&app.guard, snapshot, demo_wrote);
+    let restored = guard::snapshot::restore_at_start(&app.guard, &settings, snapshot, demo_wrote);
     let public_addr = public_listener.local_addr().map_err(ServeError::Runtime)?;
     let ingest_addr = ingest_listener.local_addr().map_err(ServeError::Runtime)?;
 
@@ -156,7 +156,8 @@ pub fn run(settings: Settings, open_store: StoreOpener) -> Result<(), ServeError
         }
     });
     let grace = settings.listeners.shutdown_grace_ms.duration();
-    guard::snapshot::save_at_stop(&app.guard, &settings, &rt.ingest, grace);
+    let feed_position = || app.coherence.feed.position();
+    guard::snapshot::save_at_stop(&app.guard, &settings, feed_position, &rt.ingest, grace);
     rt.shutdown(grace, app);
     tracing::info!("closing the store");
     drop(store_handle);
@@ -273,7 +274,8 @@ fn spawn_gate(app: &Arc<App>, public: &TcpListener, rt: &Runtime, stop: &watch::
 }
 
 /// The background tasks (push's included), all on the ingest runtime.
-fn spawn_tasks(app: &Arc<App>, rt: &Runtime, filter_restored: bool, stop: &watch::Receiver<bool>) {
+/// `restored`: the change feed's position the filter's snapshot was saved at, when restored.
+fn spawn_tasks(app: &Arc<App>, rt: &Runtime, restored: Option<i64>, stop: &watch::Receiver<bool>) {
     rt.spawn(ops::sample(app.clone(), stop.clone()));
     if let Some(push) = &app.push {
         // The dispatcher, the confirmation mailer and push's housekeeping: ingest-side work.
@@ -301,7 +303,7 @@ fn spawn_tasks(app: &Arc<App>, rt: &Runtime, filter_restored: bool, stop: &watch
             app.guard.clone(),
             app.settings.shield.filter_rebuild_s.duration(),
             usize::try_from(app.settings.shield.filter_max_parcels.get()).unwrap_or(usize::MAX),
-            filter_restored,
+            restored.is_some(),
             stop.clone(),
         ));
         rt.spawn(guard::tasks::watch_attacks(app.guard.clone(), stop.clone()));
@@ -312,6 +314,7 @@ fn spawn_tasks(app: &Arc<App>, rt: &Runtime, filter_restored: bool, stop: &watch
             app.coherence.clone(),
             app.guard.clone(),
             app.settings.store.change_poll_ms.duration(),
+            restored.map_or_else(ChangeCursor::default, ChangeCursor::resume),
             stop.clone(),
         ));
     }

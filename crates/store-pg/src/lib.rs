@@ -8,11 +8,10 @@
 //! - **Push**: in the same transaction, before COMMIT, the batch's changes of subscribed parcels
 //!   become outbox rows (`outbox.rs`); `PushStore` is in `push.rs`.
 //! - **Schema** is created and migrated by the binary (`migrations.rs`, versioned).
-//! - **Change feed** (cross-node cache coherence): every row records the database's transaction
-//!   start time (`ingested_at`). A transaction may commit after rows of later transactions are
-//!   visible, so a poll re-reads an overlap window ([`PgOptions::change_window`]) behind its
-//!   cursor; every append transaction is bounded by the statement timeout, which is far shorter
-//!   than the window, so no committed row can fall behind the cursor unseen. Repeats are allowed.
+//! - **Change feed** (cross-node cache coherence, `feed.rs`): every row takes a number from a
+//!   sequence; the feed reads forward by number and looks again at the numbers it skipped (a
+//!   transaction still running) until no append transaction holding them can still commit
+//!   ([`PgOptions::change_window`]). Each row is read about once.
 //! - **Errors** (`error.rs`) carry their cause: the server's message and SQLSTATE, the address and
 //!   database for connections. A database that is down or slow becomes `StoreError::Unavailable`;
 //!   a COMMIT whose answer never came (connection lost, session terminated) becomes
@@ -23,6 +22,7 @@
 //! no advisory locks (see docs/postgres-compat.md).
 
 mod error;
+mod feed;
 mod migrations;
 mod outbox;
 mod push;
@@ -43,6 +43,7 @@ use rempart_store::{
 use tokio_postgres::NoTls;
 
 use crate::error::{AppendFailure, PoolLimits, Target, describe, pool_failed, unavailable};
+pub use crate::feed::{FORWARD_SQL, MAX_PENDING_RUNS, PENDING_SQL, START_SQL};
 
 /// Connections in the pool.
 pub const DEFAULT_POOL_SIZE: usize = 16;
@@ -52,8 +53,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_POOL_WAIT: Duration = Duration::from_secs(2);
 /// Longest a statement may run (set on every connection).
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How far behind its cursor a change-feed poll looks again; must exceed the longest append
-/// transaction (bounded by the statement timeout) plus clock adjustments.
+/// How long the change feed keeps looking for a number it skipped (a transaction still running);
+/// must exceed the longest append transaction (bounded by the statement timeout) plus clock
+/// adjustments (a fresh cursor also starts twice this far back, `feed.rs`).
 pub const DEFAULT_CHANGE_WINDOW: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, Copy)]
@@ -304,53 +306,11 @@ impl EventStore for PgStore {
 
     async fn changes_since(
         &self,
-        cursor: ChangeCursor,
+        cursor: &ChangeCursor,
         limit: usize,
     ) -> Result<Changes, StoreError> {
         let client = self.client().await?;
-        // The cursor is the database clock (microseconds since the epoch) at the previous poll.
-        let now: i64 = client
-            .query_one("SELECT (EXTRACT(EPOCH FROM now()) * 1000000)::INT8", &[])
-            .await
-            .map_err(|e| unavailable("clock", &e))?
-            .get(0);
-        if cursor == ChangeCursor::default() {
-            return Ok(Changes {
-                numbers: Vec::new(),
-                next: ChangeCursor(now),
-                complete: true,
-            });
-        }
-        let since = cursor.0 - self.options.change_window.as_micros() as i64;
-        // The version is the parcel's event count: events are never deleted, so it grows with
-        // every event that becomes visible, whatever order transactions commit in.
-        let rows = client
-            .query(
-                "SELECT tracking_number, count(*) FROM rempart_events WHERE tracking_number IN \
-                 (SELECT DISTINCT tracking_number FROM rempart_events \
-                  WHERE ingested_at >= to_timestamp($1::FLOAT8 / 1000000) LIMIT $2) \
-                 GROUP BY tracking_number",
-                &[&(since as f64), &(limit as i64 + 1)],
-            )
-            .await
-            .map_err(|e| unavailable("changes", &e))?;
-        let complete = rows.len() <= limit;
-        let numbers = rows
-            .iter()
-            .take(limit)
-            .map(|row| {
-                let tn: String = row.get(0);
-                let version: i64 = row.get(1);
-                TrackingNumber::from_bytes(tn.as_bytes())
-                    .map(|tn| (tn, version as u64))
-                    .map_err(|_| StoreError::Corrupt("invalid tracking_number".into()))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Changes {
-            numbers,
-            next: ChangeCursor(now),
-            complete,
-        })
+        feed::changes_since(&client, cursor, limit, self.options.change_window).await
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {

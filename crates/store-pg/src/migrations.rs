@@ -27,6 +27,15 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         ],
     ),
     (2, PUSH),
+    (
+        3,
+        &[
+            // The change feed reads forward by `received` (`feed.rs`). Built without blocking
+            // writes, so that an existing large store keeps ingesting during the upgrade.
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS rempart_events_received \
+            ON rempart_events (received, tracking_number)",
+        ],
+    ),
 ];
 
 /// Push (issue 13): endpoints, subscriptions, e-mail alerts, the outbox (`push.rs`, `outbox.rs`).

@@ -420,6 +420,17 @@ impl TestDatabase {
     }
 }
 
+/// PostgreSQL's plan for `sql` (`EXPLAIN`), one line a node.
+pub async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
+    client
+        .query(&format!("EXPLAIN {sql}"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("EXPLAIN {sql}: {e}"))
+        .iter()
+        .map(|r| r.get::<_, String>(0) + "\n")
+        .collect()
+}
+
 /// A plain connection (its driver runs on the current runtime).
 pub async fn admin(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)

@@ -19,7 +19,7 @@ pub mod push;
 #[cfg(feature = "contract")]
 pub mod push_contract;
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use rempart_domain::{Event, StoredEvent, TrackingNumber};
@@ -64,22 +64,72 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
-/// A position in a store's change feed (see [`EventStore::changes_since`]). Opaque to callers;
-/// `ChangeCursor::default()` means "from now on" when passed to a fresh `changes_since`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ChangeCursor(pub i64);
+/// A position in a store's change feed (see [`EventStore::changes_since`]). Kept by the caller
+/// between calls; `ChangeCursor::default()` means "from now on".
+///
+/// A shared store numbers its changes in the order they were *made* (a database sequence),
+/// which is not the order they become *visible*: a transaction that took a lower number may
+/// commit after one that took a higher one. So the cursor is the highest number read plus the
+/// lower numbers not visible when the feed passed them ([`PendingChanges`]), looked at again on
+/// each call until their transaction can no longer be running. Each change is then read about
+/// once, instead of re-reading a window of recent changes at every poll.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChangeCursor {
+    /// Every change numbered at or below this was reported, except those in `pending`. `None`:
+    /// not positioned yet ("from now on").
+    pub after: Option<i64>,
+    /// Numbers at or below `after` not visible when the feed passed them, in ascending order.
+    pub pending: Vec<PendingChanges>,
+    /// Resumed from a saved position ([`Self::resume`]): the store checks the position is one
+    /// of its own (not ahead of its feed, as after the database was replaced) before using it.
+    pub resumed: bool,
+}
+
+/// A run of change numbers `first..=last` not visible when the feed passed them: a transaction
+/// still running, or one that will never commit (rolled back, or a duplicate event's number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingChanges {
+    pub first: i64,
+    pub last: i64,
+    /// After this, no transaction holding these numbers can still commit: they are dropped.
+    pub until: Instant,
+}
+
+impl ChangeCursor {
+    /// A cursor that reports every change numbered after `position` (from [`Self::position`]).
+    /// Should the store's feed not have reached `position` (another database), the first call
+    /// says it is not complete and starts from now.
+    pub fn resume(position: i64) -> ChangeCursor {
+        ChangeCursor {
+            after: Some(position),
+            pending: Vec::new(),
+            resumed: true,
+        }
+    }
+
+    /// A position to save: every change numbered at or below it has been reported; resuming
+    /// from it reports the rest (and maybe some again). `None` before the first call.
+    pub fn position(&self) -> Option<i64> {
+        let after = self.after?;
+        Some(
+            self.pending
+                .first()
+                .map_or(after, |p| (p.first - 1).min(after)),
+        )
+    }
+}
 
 /// What [`EventStore::changes_since`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Changes {
-    /// Parcels that may have changed (possibly with repeats), each with its version: the number
-    /// of its events now visible, which grows with every event that becomes visible. A node
-    /// that already handled a parcel at this version can skip it (the feed re-reports recent
-    /// changes).
-    pub numbers: Vec<(TrackingNumber, u64)>,
+    /// Parcels whose events changed, each once; a later call may name a parcel again.
+    pub numbers: Vec<TrackingNumber>,
     /// The cursor to pass next time.
     pub next: ChangeCursor,
-    /// False when more parcels changed than the limit allowed to list.
+    /// The call stopped at its limit: call again now for the rest.
+    pub more: bool,
+    /// False when some changes could not be named (the store gave up following them): the
+    /// caller must treat every parcel as changed.
     pub complete: bool,
 }
 
@@ -135,24 +185,27 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<TrackingNumber>, StoreError>;
 
-    /// Tracking numbers whose events may have changed since `cursor` through *any* node sharing
-    /// this store. Nodes poll it to keep their response cache and existence filter coherent. A
-    /// tracking number may be reported more than once; none committed after `cursor` is ever
-    /// missed. At most `limit` numbers per call; when more changed, [`Changes::complete`] is
-    /// false and the caller must treat every parcel as changed.
+    /// Parcels whose events changed since `cursor` through *any* node sharing this store. Nodes
+    /// poll it to keep their response cache and existence filter coherent. Reads at most
+    /// `limit` changes per call ([`Changes::more`]: call again). No change visible after a call
+    /// is missed by the calls that follow it; a parcel may be named more than once. When the
+    /// store cannot name every change, [`Changes::complete`] is false and the caller must treat
+    /// every parcel as changed.
     ///
-    /// `ChangeCursor::default()` means "from now on". The default implementation reports
-    /// nothing: right for a store only one process can open (embedded), where every change goes
-    /// through this node's own ingest path.
+    /// `ChangeCursor::default()` means "from now on": the first call positions the cursor and
+    /// may report changes made shortly before it. The default implementation reports nothing:
+    /// right for a store only one process can open (embedded), where every change goes through
+    /// this node's own ingest path.
     async fn changes_since(
         &self,
-        cursor: ChangeCursor,
+        cursor: &ChangeCursor,
         limit: usize,
     ) -> Result<Changes, StoreError> {
         let _ = limit;
         Ok(Changes {
             numbers: Vec::new(),
-            next: cursor,
+            next: cursor.clone(),
+            more: false,
             complete: true,
         })
     }

@@ -1,50 +1,51 @@
 //! The change-feed poller: on a shared database, learns which parcels other nodes changed and
 //! applies the coherence rule to them ([`super::Coherence::parcels_changed`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rempart_domain::TrackingNumber;
 use rempart_store::{ChangeCursor, Changes, EventStore};
 use tokio::sync::watch;
 
 use super::Coherence;
 use crate::guard::Guard;
 
-/// Parcel versions a node remembers having handled from the change feed.
-pub const HANDLED_VERSIONS: usize = 200_000;
-/// Most tracking numbers taken from a change feed per poll.
+/// Most changes read from a change feed per call.
 pub const CHANGE_FEED_PAGE: usize = 10_000;
+/// Most calls per poll when the feed has more: past it, the rest waits for the next poll (the
+/// node falls behind rather than spending its time on the feed).
+pub const CHANGE_FEED_PAGES_PER_POLL: usize = 50;
 
-/// Polls `store`'s change feed every `every` until `stop`.
+/// Polls `store`'s change feed from `cursor` (a fresh one, or one resumed from the filter's
+/// snapshot) every `every` until `stop`.
 pub async fn poll_changes(
     store: Arc<dyn EventStore>,
     coherence: Arc<Coherence>,
     guard: Arc<Guard>,
     every: Duration,
+    mut cursor: ChangeCursor,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut cursor = ChangeCursor::default();
-    let mut handled: HashMap<TrackingNumber, u64> = HashMap::new();
-    let mut first = true;
     loop {
-        match store.changes_since(cursor, CHANGE_FEED_PAGE).await {
-            Ok(changes) => {
-                // The first poll only positions the cursor: the cache starts empty.
-                if !first {
-                    apply(&coherence, &guard, &changes, &mut handled);
+        for _ in 0..CHANGE_FEED_PAGES_PER_POLL {
+            match store.changes_since(&cursor, CHANGE_FEED_PAGE).await {
+                Ok(changes) => {
+                    apply(&coherence, &guard, &changes);
+                    cursor = changes.next;
+                    coherence.feed.applied(cursor.position(), !changes.more);
+                    if coherence.feed.succeeded() {
+                        tracing::info!("change feed readable again; cached parcels are fresh");
+                    }
+                    if !changes.more {
+                        break;
+                    }
                 }
-                first = false;
-                cursor = changes.next;
-                if coherence.feed.succeeded() {
-                    tracing::info!("change feed readable again; cached parcels are fresh");
-                }
-            }
-            Err(e) => {
-                // Log the transition, not every failed poll.
-                if coherence.feed.failed() {
-                    tracing::warn!(error = %e, "change feed unavailable; cached parcels may be stale");
+                Err(e) => {
+                    // Log the transition, not every failed poll.
+                    if coherence.feed.failed() {
+                        tracing::warn!(error = %e, "change feed unavailable; cached parcels may be stale");
+                    }
+                    break;
                 }
             }
         }
@@ -55,28 +56,13 @@ pub async fn poll_changes(
     }
 }
 
-/// Applies one page of changes. The feed re-reports recent changes; each parcel version is
-/// acted on once.
-fn apply(
-    coherence: &Coherence,
-    guard: &Guard,
-    changes: &Changes,
-    handled: &mut HashMap<TrackingNumber, u64>,
-) {
+/// Applies one page of changes (a fresh cursor's first page may name parcels changed shortly
+/// before it: harmless, the cache starts empty and the filter learns numbers it may know).
+fn apply(coherence: &Coherence, guard: &Guard, changes: &Changes) {
     if !changes.complete {
-        tracing::info!("more parcels changed elsewhere than a page holds; clearing the cache");
+        tracing::info!("the change feed gave up following some changes; clearing the cache");
         coherence.everything_changed(guard);
         return;
     }
-    let fresh: Vec<TrackingNumber> = changes
-        .numbers
-        .iter()
-        .filter(|(tn, version)| handled.insert(*tn, *version) != Some(*version))
-        .map(|(tn, _)| *tn)
-        .collect();
-    if handled.len() > HANDLED_VERSIONS {
-        // Bounded: forgetting costs at most one more invalidation per parcel.
-        handled.clear();
-    }
-    coherence.parcels_changed(guard, &fresh, true);
+    coherence.parcels_changed(guard, &changes.numbers, true);
 }

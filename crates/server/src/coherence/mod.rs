@@ -11,7 +11,7 @@
 pub mod cache;
 pub mod feed;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use rempart_domain::TrackingNumber;
@@ -64,6 +64,13 @@ pub struct FeedHealth {
     ok_at: AtomicU64,
     started: Instant,
     errors: AtomicU64,
+    /// Whether the feed has read every change made before it started (its first read to the
+    /// end). Until then the filter's "absent" is not trusted and the public `/readyz` says not
+    /// ready: a node restored from a snapshot learns there what other nodes stored meanwhile.
+    caught_up: AtomicBool,
+    /// The feed's position once its changes are applied (`ChangeCursor::position`), for the
+    /// filter's snapshot; `i64::MIN` for none yet.
+    position: AtomicI64,
 }
 
 impl FeedHealth {
@@ -74,12 +81,36 @@ impl FeedHealth {
             ok_at: AtomicU64::new(0),
             started: Instant::now(),
             errors: AtomicU64::new(0),
+            caught_up: AtomicBool::new(!shared),
+            position: AtomicI64::new(i64::MIN),
         }
     }
 
-    /// Whether this node knows of every change (always, unless a shared store's feed fails).
+    /// Whether this node knows of every change (always, unless a shared store's feed fails or
+    /// has not caught up since start).
     pub fn is_current(&self) -> bool {
-        !self.shared || self.ok.load(Relaxed)
+        !self.shared || (self.ok.load(Relaxed) && self.caught_up())
+    }
+
+    /// Whether the feed has read to its end once since start (always for a store of one node).
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Relaxed)
+    }
+
+    /// The position every change up to which is applied; `None` before the first read.
+    pub fn position(&self) -> Option<i64> {
+        Some(self.position.load(Relaxed)).filter(|&p| p != i64::MIN)
+    }
+
+    /// Records a read whose changes are applied: its cursor's position, and whether it reached
+    /// the end of the feed.
+    fn applied(&self, position: Option<i64>, at_end: bool) {
+        if let Some(position) = position {
+            self.position.store(position, Relaxed);
+        }
+        if at_end && !self.caught_up.swap(true, Relaxed) {
+            tracing::info!("change feed caught up");
+        }
     }
 
     /// Seconds since cached answers could last be confirmed fresh, while they may be stale.

@@ -14,12 +14,15 @@
 //!   the filter is rebuilt from storage as before, and the public `/readyz` answers 503 until it
 //!   is in force (a load balancer keeps customers, and floods, on other nodes meanwhile).
 //!
-//! Why no periodic snapshot: the store's trait exposes no position (sequence, count) to say which
-//! numbers a snapshot taken while writes continue would lack, so after a crash such a snapshot
-//! could hide parcels stored after it. A periodic snapshot plus "the numbers stored since" needs
-//! that position from the store first. Shared (PostgreSQL) stores are written by other nodes
-//! while this one is down: their filter is always rebuilt (the change cursor could close that
-//! gap later).
+//! - **Shared (PostgreSQL) stores**: other nodes write while this one is down, so the snapshot
+//!   carries the change feed's position at the stop (every change up to it is in the filter);
+//!   at start the feed resumes from it, and the node is not ready until the feed has read to
+//!   its end (the numbers stored meanwhile learned). A position the database has not reached
+//!   (another database) makes the feed start afresh and the filter rebuild.
+//!
+//! Why no periodic snapshot: the embedded store's trait exposes no position (sequence, count) to
+//! say which numbers a snapshot taken while writes continue would lack, so after a crash such a
+//! snapshot could hide parcels stored after it.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -43,8 +46,13 @@ const TEMP: &str = "existence-filter.snap.tmp";
 /// What [`restore`] made of a snapshot.
 #[derive(Debug)]
 pub enum Restored {
-    /// The filter is in force: `numbers` built plus `recent` added since.
-    Yes { numbers: usize, recent: usize },
+    /// The filter is in force: `numbers` built plus `recent` added since; `position`: the change
+    /// feed's at the stop (shared stores; 0 for the embedded store).
+    Yes {
+        numbers: usize,
+        recent: usize,
+        position: i64,
+    },
     /// No usable snapshot: rebuild (why, for the log).
     No(String),
 }
@@ -54,44 +62,47 @@ fn embedded(settings: &Settings) -> bool {
 }
 
 /// Start, before anything can write to the store: reads and deletes the snapshot (even with the
-/// shield off: writes are about to follow). Embedded stores only.
+/// shield off: writes are about to follow).
 pub fn take_at_start(settings: &Settings) -> Result<Vec<u8>, String> {
-    match embedded(settings) {
-        true => take(&settings.store.data),
-        false => Err("shared store: the filter is always rebuilt".into()),
-    }
+    take(&settings.store.data)
 }
 
 /// Start, once the guard exists: restores the snapshot into the filter unless demo data was
-/// written since it was read. Whether the filter is in force.
+/// written to an embedded store since it was read (on a shared store the change feed brings
+/// those). When the filter is in force, the change feed's position it was saved at.
 pub fn restore_at_start(
     guard: &Guard,
+    settings: &Settings,
     snapshot: Result<Vec<u8>, String>,
     demo_wrote: bool,
-) -> bool {
-    let Some(shield) = guard.shield() else {
-        return false;
-    };
+) -> Option<i64> {
+    let shield = guard.shield()?;
+    let demo_wrote = demo_wrote && embedded(settings);
     let outcome = match (snapshot, demo_wrote) {
         (Err(why), _) => Restored::No(why),
         (Ok(_), true) => Restored::No("demo data written since".into()),
         (Ok(bytes), false) => restore(&bytes, &shield.filter),
     };
     match outcome {
-        Restored::Yes { numbers, recent } => {
+        Restored::Yes {
+            numbers,
+            recent,
+            position,
+        } => {
             shield
                 .filter_restored
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(
                 numbers,
                 recent,
+                position,
                 "existence filter restored from its snapshot"
             );
-            true
+            Some(position)
         }
         Restored::No(why) => {
             tracing::info!(%why, "existence filter not restored: rebuilding; not ready until built");
-            false
+            None
         }
     }
 }
@@ -106,28 +117,52 @@ pub fn wait_for_first_build(guard: &Guard, rt: &Runtime) {
     });
 }
 
-/// Clean stop, once the listeners drained: when every task of the ingest runtime has ended
-/// (so every acknowledged number is in the filter), saves the filter. A task still alive after
-/// `grace` might be an append whose number never reaches the filter: nothing is saved then.
-pub fn save_at_stop(guard: &Guard, settings: &Settings, ingest: &Runtime, grace: Duration) {
+/// Clean stop, once the listeners drained: saves the filter.
+///
+/// Embedded store: once every task of the ingest runtime has ended, so that every acknowledged
+/// number is in the filter; a task still alive after `grace` might be an append whose number
+/// never reaches the filter: nothing is saved then. Shared store: with `feed_position`, read
+/// before the filter (which only grows meanwhile): every change up to it is in the filter, and
+/// a restart reads the feed from there, so appends still in flight need no wait (their numbers
+/// are past the position, or pending below it). On a shared store the ingest runtime also runs
+/// the database connections' tasks, which live on until the store is closed.
+pub fn save_at_stop(
+    guard: &Guard,
+    settings: &Settings,
+    feed_position: impl FnOnce() -> Option<i64>,
+    ingest: &Runtime,
+    grace: Duration,
+) {
     let Some(shield) = guard.shield() else {
         return;
     };
-    if !embedded(settings) {
-        return;
-    }
     let started = Instant::now();
-    let metrics = ingest.metrics();
-    while metrics.num_alive_tasks() > 0 && started.elapsed() < grace {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    if metrics.num_alive_tasks() > 0 {
-        tracing::warn!("existence filter not saved: ingest tasks still running at shutdown");
-        return;
-    }
-    match save(&settings.store.data, &shield.filter) {
+    let position = match embedded(settings) {
+        true => {
+            let metrics = ingest.metrics();
+            while metrics.num_alive_tasks() > 0 && started.elapsed() < grace {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if metrics.num_alive_tasks() > 0 {
+                tracing::warn!(
+                    "existence filter not saved: ingest tasks still running at shutdown"
+                );
+                return;
+            }
+            0
+        }
+        false => match feed_position() {
+            Some(position) => position,
+            None => {
+                tracing::info!("existence filter not saved: the change feed was never read");
+                return;
+            }
+        },
+    };
+    match save(&settings.store.data, &shield.filter, position) {
         Ok(bytes) => tracing::info!(
             bytes,
+            position,
             took_ms = started.elapsed().as_millis() as u64,
             "existence filter saved"
         ),
@@ -158,9 +193,10 @@ pub fn restore(bytes: &[u8], filter: &ExistenceFilter) -> Restored {
         false => Err("not written at a clean stop".to_owned()),
     };
     match filter.restore(bytes, accept) {
-        Ok(_) => Restored::Yes {
+        Ok(meta) => Restored::Yes {
             numbers: filter.len(),
             recent: filter.recent_len(),
+            position: meta.position,
         },
         Err(e) => Restored::No(format!("snapshot refused: {e}")),
     }
@@ -176,11 +212,12 @@ pub fn discard(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Saves `filter` in `dir` (clean stop). Returns the bytes written, or why nothing was.
-pub fn save(dir: &Path, filter: &ExistenceFilter) -> Result<usize, String> {
+/// Saves `filter` in `dir` (clean stop) with the change feed's `position` (0 for none).
+/// Returns the bytes written, or why nothing was.
+pub fn save(dir: &Path, filter: &ExistenceFilter, position: i64) -> Result<usize, String> {
     let meta = SnapshotMeta {
         clean: true,
-        position: 0,
+        position,
         written_unix_s: crate::clock::unix_now(),
     };
     let bytes = filter.snapshot(meta).map_err(|e| match e {
@@ -223,7 +260,7 @@ mod tests {
     #[test]
     fn a_saved_filter_is_restored_once() {
         let dir = tempfile::tempdir().unwrap();
-        save(dir.path(), &built()).unwrap();
+        save(dir.path(), &built(), 42).unwrap();
         assert!(!dir.path().join(TEMP).exists());
         let bytes = take(dir.path()).unwrap();
         assert!(
@@ -236,7 +273,8 @@ mod tests {
             restore(&bytes, &f),
             Restored::Yes {
                 numbers: 2,
-                recent: 0
+                recent: 0,
+                position: 42
             }
         ));
         assert!(f.is_built());
@@ -245,7 +283,7 @@ mod tests {
     #[test]
     fn a_damaged_snapshot_is_deleted_and_not_trusted() {
         let dir = tempfile::tempdir().unwrap();
-        save(dir.path(), &built()).unwrap();
+        save(dir.path(), &built(), 42).unwrap();
         let path = dir.path().join(FILE);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.truncate(bytes.len() / 2);
@@ -260,7 +298,7 @@ mod tests {
     #[test]
     fn an_unbuilt_filter_is_not_saved() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(save(dir.path(), &ExistenceFilter::new(100)).is_err());
+        assert!(save(dir.path(), &ExistenceFilter::new(100), 0).is_err());
         assert!(!dir.path().join(FILE).exists());
     }
 }

@@ -300,6 +300,16 @@ async fn readyz(app: &App) -> Response {
         )
         .retry_after(1);
     }
+    if !app.coherence.feed.caught_up() {
+        // A shared store: until the feed has read what other nodes stored while this one was
+        // starting (or down, after a restore), the filter could call their new parcels unknown.
+        return Response::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "catching up with the other nodes' changes",
+        )
+        .retry_after(1);
+    }
     if app.is_ready().await {
         caching::no_store(Response::new(StatusCode::OK, TEXT, "ready\n"))
     } else {
