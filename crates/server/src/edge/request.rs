@@ -172,7 +172,8 @@ pub fn parse_head<'b>(
     let facts = header_facts(parsed.headers)?;
     let body_len = facts.body_len.unwrap_or(0);
     let target = parsed.path.unwrap_or_default();
-    let max_body = if path_of(target).starts_with(API_BODY_PREFIX) {
+    let path = path_of(target);
+    let max_body = if path.starts_with(API_BODY_PREFIX) {
         MAX_API_BODY
     } else {
         MAX_BODY
@@ -190,7 +191,7 @@ pub fn parse_head<'b>(
     let body = buf.get(head_len..head_len + body_len).unwrap_or_default();
     let request = Request {
         method,
-        path: path_of(target),
+        path,
         query: query_of(target),
         http10,
         headers: parsed.headers,
@@ -211,7 +212,9 @@ pub fn path_of(target: &str) -> &str {
             _ => target,
         }
     };
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    // A vectorised byte search: `str::find` with a set of chars decodes UTF-8 char by char
+    // (~800 instructions a lookup, the largest single cost the reshaping added).
+    let end = memchr::memchr2(b'?', b'#', rest.as_bytes()).unwrap_or(rest.len());
     &rest[..end]
 }
 
