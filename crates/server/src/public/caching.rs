@@ -65,7 +65,6 @@ impl Validators {
 
 /// A found answer: `Cache-Control: policy`, its strong `ETag`, `Vary: Accept-Language` when the
 /// language came from that header, and `304` (same headers, no body) when the client has it.
-#[inline]
 pub fn cacheable(
     response: Response,
     policy: &'static str,

@@ -285,7 +285,6 @@ fn found(
 }
 
 /// `Age` and `X-Rempart-Stale: 1` on an answer from a cache that could not be confirmed fresh.
-#[inline]
 pub fn with_age(response: Response, stale_for: Option<u64>) -> Response {
     match stale_for {
         Some(age) => response
