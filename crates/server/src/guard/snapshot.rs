@@ -232,6 +232,8 @@ pub fn save(dir: &Path, filter: &ExistenceFilter, position: i64) -> Result<usize
 /// snapshot is the old one, the new one, or none, never a part of one (and a part would fail
 /// its checksum anyway).
 fn write_atomically(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    // A node on a shared database may never have written to its data directory.
+    std::fs::create_dir_all(dir)?;
     let temp = dir.join(TEMP);
     let mut file = std::fs::File::create(&temp)?;
     file.write_all(bytes)?;
@@ -255,6 +257,15 @@ mod tests {
         f.finish_rebuild(&[*b"RR123456785FR", *b"6A12345678905"])
             .unwrap();
         f
+    }
+
+    #[test]
+    fn a_data_directory_never_written_to_is_created() {
+        // A node on a shared database writes nothing to its data directory before its stop.
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("rempart-data");
+        save(&dir, &built(), 7).unwrap();
+        assert!(dir.join(FILE).exists());
     }
 
     #[test]
