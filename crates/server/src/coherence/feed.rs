@@ -32,7 +32,9 @@ pub async fn poll_changes(
                 Ok(changes) => {
                     apply(&coherence, &guard, &changes);
                     cursor = changes.next;
-                    coherence.feed.applied(cursor.position(), !changes.more);
+                    coherence
+                        .feed
+                        .applied(cursor.position(), changes.complete, !changes.more);
                     if coherence.feed.succeeded() {
                         tracing::info!("change feed readable again; cached parcels are fresh");
                     }

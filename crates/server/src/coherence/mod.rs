@@ -55,6 +55,11 @@ impl Coherence {
     }
 }
 
+/// [`FeedHealth`]'s position before the feed's first read.
+const NO_POSITION: i64 = i64::MIN;
+/// [`FeedHealth`]'s position once the feed gave changes up.
+const POSITION_LOST: i64 = i64::MIN + 1;
+
 /// For a shared store: whether the last change-feed poll succeeded, and since when cached
 /// answers may be stale. A store only this node writes to is always current.
 pub struct FeedHealth {
@@ -69,7 +74,7 @@ pub struct FeedHealth {
     /// ready: a node restored from a snapshot learns there what other nodes stored meanwhile.
     caught_up: AtomicBool,
     /// The feed's position once its changes are applied (`ChangeCursor::position`), for the
-    /// filter's snapshot; `i64::MIN` for none yet.
+    /// filter's snapshot; [`NO_POSITION`] or [`POSITION_LOST`] for none.
     position: AtomicI64,
 }
 
@@ -82,7 +87,7 @@ impl FeedHealth {
             started: Instant::now(),
             errors: AtomicU64::new(0),
             caught_up: AtomicBool::new(!shared),
-            position: AtomicI64::new(i64::MIN),
+            position: AtomicI64::new(NO_POSITION),
         }
     }
 
@@ -97,15 +102,22 @@ impl FeedHealth {
         self.caught_up.load(Relaxed)
     }
 
-    /// The position every change up to which is applied; `None` before the first read.
+    /// The position every change up to which is applied; `None` before the first read, and
+    /// after a read that gave changes up.
     pub fn position(&self) -> Option<i64> {
-        Some(self.position.load(Relaxed)).filter(|&p| p != i64::MIN)
+        Some(self.position.load(Relaxed)).filter(|&p| p != NO_POSITION && p != POSITION_LOST)
     }
 
     /// Records a read whose changes are applied: its cursor's position, and whether it reached
-    /// the end of the feed.
-    fn applied(&self, position: Option<i64>, at_end: bool) {
-        if let Some(position) = position {
+    /// the end of the feed. After a read that could not name every change (`complete` false),
+    /// no position is kept for the rest of the run: changes given up below it may never reach
+    /// the filter, so a snapshot must not claim it (the next start rebuilds the filter).
+    fn applied(&self, position: Option<i64>, complete: bool, at_end: bool) {
+        if !complete {
+            self.position.store(POSITION_LOST, Relaxed);
+        } else if let Some(position) = position
+            && self.position.load(Relaxed) != POSITION_LOST
+        {
             self.position.store(position, Relaxed);
         }
         if at_end && !self.caught_up.swap(true, Relaxed) {
@@ -138,5 +150,34 @@ impl FeedHealth {
     /// Failed polls so far.
     pub fn errors(&self) -> u64 {
         self.errors.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feed_that_gave_changes_up_keeps_no_position_for_a_snapshot() {
+        let feed = FeedHealth::new(true);
+        assert_eq!(feed.position(), None);
+        assert!(!feed.caught_up() && !feed.is_current());
+        feed.applied(Some(10), true, false);
+        assert_eq!(feed.position(), Some(10));
+        assert!(!feed.caught_up());
+        feed.applied(Some(20), true, true);
+        assert_eq!(feed.position(), Some(20));
+        assert!(feed.caught_up() && feed.is_current());
+        // Changes given up below the position may never reach the filter.
+        feed.applied(Some(30), false, true);
+        assert_eq!(feed.position(), None);
+        feed.applied(Some(40), true, true);
+        assert_eq!(feed.position(), None, "lost for the rest of the run");
+    }
+
+    #[test]
+    fn a_store_of_one_node_is_always_current() {
+        let feed = FeedHealth::new(false);
+        assert!(feed.caught_up() && feed.is_current());
     }
 }
