@@ -150,3 +150,33 @@ cpu_s() {
 machine_busy_s() {
     awk '$1 == "cpu" { print ($2 + $3 + $4 + $7 + $8 + $9) / 100 }' /proc/stat
 }
+
+# generate N [PREFIX=scale]: N parcels as NDJSON event lines for `rempart import`: parcel i is
+# 5S + 10 digits + check digit, with 2 to 4 events (3 on average), ids PREFIX:i:j.
+generate() {
+    python3 - "$1" "${2:-scale}" <<'PY'
+import sys
+n, prefix = int(sys.argv[1]), sys.argv[2]
+routes = [("PC1", "ET1", "DI1"), ("PC1", "ET1", "MD2", "DI1"), ("PC1", "ET1"), ("DR1", "PC1", "ET1")]
+places = ["Paris 15", "Lyon PFC", "Marseille", "Lille CTC", "Bordeaux", "Nantes"]
+out = sys.stdout
+for i in range(n):
+    d = f"{i:010d}"
+    s = sum(int(c) * (3 if k % 2 == 0 else 1) for k, c in enumerate(reversed(d)))
+    tn = f"5S{d}{(10 - s % 10) % 10}"
+    for j, code in enumerate(routes[i % 4]):
+        out.write(f'{{"event_id":"{prefix}:{i}:{j}","tracking_number":"{tn}","code":"{code}",'
+                  f'"occurred_at":"2025-12-{10 + j:02d}T{(i % 14) + 6:02d}:{i % 60:02d}:00Z",'
+                  f'"location":"{places[(i + j) % 6]}","product":"colissimo"}}\n')
+PY
+}
+
+# pg_cpu_s: CPU seconds so far of the PostgreSQL cluster in $PG_DIR (scripts/pg-temp): the
+# postmaster, its reaped children included, and its live children. One read of them all: a
+# backend that exits meanwhile is skipped, its time moves to the postmaster's reaped children
+# (cpu_s above would restart its sum from 0 should a process vanish between its check and read).
+pg_cpu_s() {
+    local pm pid files=(); pm="$(head -1 "$PG_DIR/data/postmaster.pid")"
+    for pid in "$pm" $(ps -o pid= --ppid "$pm"); do files+=("/proc/$pid/stat"); done
+    { cat "${files[@]}" 2>/dev/null || true; } | awk '{ sub(/^.*\) /, ""); t += $12 + $13 + $14 + $15 } END { printf "%.2f", t / 100 }'
+}
