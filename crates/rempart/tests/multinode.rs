@@ -182,6 +182,8 @@ fn a_restored_node_learns_what_another_stored_while_it_was_down() {
     b.restart();
     assert_eq!(b.metric("rempart_filter_restored"), 1);
     wait_for("node B is ready", || b.get("/readyz").status == 200);
+    assert_eq!(b.metric("rempart_change_feed_caught_up"), 1);
+    assert_eq!(b.metric("rempart_change_feed_given_up_total"), 0);
     assert_eq!(b.get(&format!("/v1/parcels/{during}")).status, 200);
     assert_eq!(b.get(&format!("/v1/parcels/{before}")).status, 200);
     let absent = b.metric("rempart_filter_answers_total{answer=\"absent\"}");

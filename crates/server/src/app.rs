@@ -102,6 +102,27 @@ impl App {
             "Failed polls of a shared store's change feed.",
             self.coherence.feed.errors(),
         );
+        render::single(
+            &mut out,
+            "rempart_change_feed_given_up_total",
+            "counter",
+            "Reads of a shared store's change feed that could not name every change (the response cache cleared, the filter rebuilt).",
+            self.coherence.feed.given_up(),
+        );
+        render::single(
+            &mut out,
+            "rempart_change_feed_pending_runs",
+            "gauge",
+            "Runs of skipped change numbers the feed still looks for (transactions that may yet commit).",
+            self.coherence.feed.pending_runs(),
+        );
+        render::single(
+            &mut out,
+            "rempart_change_feed_caught_up",
+            "gauge",
+            "1 once the change feed has read to its end since start (always 1 on a store of one node).",
+            u64::from(self.coherence.feed.caught_up()),
+        );
         out.push_str("# HELP rempart_ingest_batches_refused_total Batches the store could not acknowledge, by kind (outcome_unknown: may be stored; resending is safe).\n# TYPE rempart_ingest_batches_refused_total counter\n");
         for (kind, n) in RefusalKind::ALL.iter().zip(self.ingest_refusals.totals()) {
             out.push_str(&format!(

@@ -34,7 +34,7 @@ pub async fn poll_changes(
                     cursor = changes.next;
                     coherence
                         .feed
-                        .applied(cursor.position(), changes.complete, !changes.more);
+                        .applied(&cursor, changes.complete, !changes.more);
                     if coherence.feed.succeeded() {
                         tracing::info!("change feed readable again; cached parcels are fresh");
                     }

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use rempart_domain::TrackingNumber;
+use rempart_store::ChangeCursor;
 
 use crate::guard::Guard;
 use cache::ParcelCache;
@@ -76,6 +77,10 @@ pub struct FeedHealth {
     /// The feed's position once its changes are applied (`ChangeCursor::position`), for the
     /// filter's snapshot; [`NO_POSITION`] or [`POSITION_LOST`] for none.
     position: AtomicI64,
+    /// Runs of skipped change numbers the feed is still looking for (`ChangeCursor::pending`).
+    pending_runs: AtomicU64,
+    /// Reads that could not name every change (the cache cleared each time).
+    given_up: AtomicU64,
 }
 
 impl FeedHealth {
@@ -88,6 +93,8 @@ impl FeedHealth {
             errors: AtomicU64::new(0),
             caught_up: AtomicBool::new(!shared),
             position: AtomicI64::new(NO_POSITION),
+            pending_runs: AtomicU64::new(0),
+            given_up: AtomicU64::new(0),
         }
     }
 
@@ -108,14 +115,18 @@ impl FeedHealth {
         Some(self.position.load(Relaxed)).filter(|&p| p != NO_POSITION && p != POSITION_LOST)
     }
 
-    /// Records a read whose changes are applied: its cursor's position, and whether it reached
-    /// the end of the feed. After a read that could not name every change (`complete` false),
-    /// no position is kept for the rest of the run: changes given up below it may never reach
-    /// the filter, so a snapshot must not claim it (the next start rebuilds the filter).
-    fn applied(&self, position: Option<i64>, complete: bool, at_end: bool) {
+    /// Records a read whose changes are applied, with the cursor it left: its position, its
+    /// pending runs, and whether it reached the end of the feed. After a read that could not
+    /// name every change (`complete` false), no position is kept for the rest of the run:
+    /// changes given up below it may never reach the filter, so a snapshot must not claim it
+    /// (the next start rebuilds the filter).
+    fn applied(&self, cursor: &ChangeCursor, complete: bool, at_end: bool) {
+        self.pending_runs
+            .store(cursor.pending.len() as u64, Relaxed);
         if !complete {
+            self.given_up.fetch_add(1, Relaxed);
             self.position.store(POSITION_LOST, Relaxed);
-        } else if let Some(position) = position
+        } else if let Some(position) = cursor.position()
             && self.position.load(Relaxed) != POSITION_LOST
         {
             self.position.store(position, Relaxed);
@@ -123,6 +134,16 @@ impl FeedHealth {
         if at_end && !self.caught_up.swap(true, Relaxed) {
             tracing::info!("change feed caught up");
         }
+    }
+
+    /// Runs of skipped change numbers the feed still looks for.
+    pub fn pending_runs(&self) -> u64 {
+        self.pending_runs.load(Relaxed)
+    }
+
+    /// Reads that could not name every change since start.
+    pub fn given_up(&self) -> u64 {
+        self.given_up.load(Relaxed)
     }
 
     /// Seconds since cached answers could last be confirmed fresh, while they may be stale.
@@ -159,19 +180,28 @@ mod tests {
 
     #[test]
     fn a_feed_that_gave_changes_up_keeps_no_position_for_a_snapshot() {
+        let at = ChangeCursor::resume;
         let feed = FeedHealth::new(true);
         assert_eq!(feed.position(), None);
         assert!(!feed.caught_up() && !feed.is_current());
-        feed.applied(Some(10), true, false);
+        feed.applied(&at(10), true, false);
         assert_eq!(feed.position(), Some(10));
         assert!(!feed.caught_up());
-        feed.applied(Some(20), true, true);
-        assert_eq!(feed.position(), Some(20));
+        let mut pending = at(20);
+        pending.pending.push(rempart_store::PendingChanges {
+            first: 15,
+            last: 16,
+            until: std::time::Instant::now(),
+        });
+        feed.applied(&pending, true, true);
+        assert_eq!(feed.position(), Some(14), "below the numbers still pending");
+        assert_eq!(feed.pending_runs(), 1);
         assert!(feed.caught_up() && feed.is_current());
         // Changes given up below the position may never reach the filter.
-        feed.applied(Some(30), false, true);
+        feed.applied(&at(30), false, true);
         assert_eq!(feed.position(), None);
-        feed.applied(Some(40), true, true);
+        assert_eq!((feed.given_up(), feed.pending_runs()), (1, 0));
+        feed.applied(&at(40), true, true);
         assert_eq!(feed.position(), None, "lost for the rest of the run");
     }
 
