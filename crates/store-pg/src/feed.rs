@@ -22,10 +22,10 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use rempart_domain::TrackingNumber;
 use rempart_store::{ChangeCursor, Changes, PendingChanges, StoreError};
 
 use crate::error::unavailable;
+use crate::tracking_number;
 
 /// Most runs of skipped numbers a cursor follows; past it the oldest are given up and the call
 /// says it is not complete (the caller treats every parcel as changed). A run is one range,
@@ -143,11 +143,6 @@ pub(crate) async fn changes_since(
         more,
         complete,
     })
-}
-
-fn tracking_number(text: &str) -> Result<TrackingNumber, StoreError> {
-    TrackingNumber::from_bytes(text.as_bytes())
-        .map_err(|_| StoreError::Corrupt("invalid tracking_number".into()))
 }
 
 /// `pending` (ascending, disjoint) without the numbers in `seen`: a run split around each.

@@ -146,6 +146,12 @@ impl PgStore {
     }
 }
 
+/// A tracking number read back from the database.
+fn tracking_number(text: &str) -> Result<TrackingNumber, StoreError> {
+    TrackingNumber::from_bytes(text.as_bytes())
+        .map_err(|_| StoreError::Corrupt("invalid tracking_number".into()))
+}
+
 fn decode_row(row: &tokio_postgres::Row) -> Result<StoredEvent, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("row: {what}"));
     let event_id: String = row.try_get(0).map_err(|_| corrupt("event_id"))?;
@@ -295,13 +301,7 @@ impl EventStore for PgStore {
             .query(LIST_SQL, &[&after, &limit])
             .await
             .map_err(|e| unavailable("list", &e))?;
-        rows.iter()
-            .map(|row| {
-                let tn: String = row.get(0);
-                TrackingNumber::from_bytes(tn.as_bytes())
-                    .map_err(|_| StoreError::Corrupt("invalid tracking_number".into()))
-            })
-            .collect()
+        rows.iter().map(|row| tracking_number(row.get(0))).collect()
     }
 
     async fn changes_since(

@@ -178,11 +178,9 @@ fn spawn_connection<C, F>(
     let shutdown = shutdown.clone();
     tokio::spawn(async move {
         app.metrics.connections_open[which.index()].fetch_add(1, Relaxed);
-        // Boxed: the connection's future is tens of kilobytes, and tokio moves a task's future
-        // by value when it spawns and finishes it (a copy of ~8,600 instructions each time,
-        // most of a refusal's cost on a connection the shield cuts; callgrind,
-        // scripts/bench/instructions). The task now holds a pointer.
-        Box::pin(connection(app.clone(), accepted, limits, shutdown)).await;
+        // Keep `connection`'s own future small: tokio copies a task's future when it spawns
+        // and ends it (the public one boxes its serving part, `public/connection.rs`).
+        connection(app.clone(), accepted, limits, shutdown).await;
         app.metrics.connections_open[which.index()].fetch_sub(1, Relaxed);
         drop(source_slot);
     });
